@@ -1,0 +1,20 @@
+"""Transfer Studio: teach an image classifier your own categories."""
+
+import streamlit as st
+
+from ui.sidebar import render_sidebar
+
+st.set_page_config(page_title="Transfer Studio", page_icon="🧠", layout="wide")
+
+PAGES = [
+    st.Page("pages/data.py", title="1. Data", icon="🗂️", default=True),
+    st.Page("pages/train.py", title="2. Train", icon="🏋️"),
+    st.Page("pages/evaluate.py", title="3. Evaluate", icon="🔍"),
+    st.Page("pages/predict.py", title="4. Predict", icon="🎯"),
+    st.Page("pages/runs.py", title="5. Runs & export", icon="📦"),
+    st.Page("pages/explore.py", title="Explore & clean data", icon="🧭"),
+]
+
+navigation = st.navigation(PAGES)
+render_sidebar()
+navigation.run()

@@ -1,0 +1,102 @@
+"""Where the app keeps its files, and atomic writes into it.
+
+Everything the app writes lives under one workspace folder: ``datasets/``, ``runs/``,
+``features/`` (embedding cache) and ``tmp/`` (staging for work in progress).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import WorkspaceError
+
+WORKSPACE_ENV = "TRANSFER_STUDIO_WORKSPACE"
+
+
+def default_workspace_root() -> Path:
+    """The workspace folder: ``$TRANSFER_STUDIO_WORKSPACE`` or ``./workspace``."""
+    return Path(os.environ.get(WORKSPACE_ENV, "workspace")).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths of one workspace. Create with ``Workspace.open(root)``."""
+
+    root: Path
+
+    @classmethod
+    def open(cls, root: str | os.PathLike | None = None) -> Workspace:
+        """Open (and create if needed) the workspace at ``root`` or the default one."""
+        path = Path(root).expanduser().resolve() if root else default_workspace_root()
+        workspace = cls(path)
+        try:
+            for folder in (workspace.datasets_dir, workspace.runs_dir,
+                           workspace.features_dir, workspace.tmp_dir):
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WorkspaceError(
+                f"Cannot create the workspace folder {path}: {exc.strerror or exc}. "
+                f"Set {WORKSPACE_ENV} to a folder you can write to."
+            ) from exc
+        return workspace
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.root / "features"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.root / "tmp"
+
+    def staging_dir(self, prefix: str) -> Path:
+        """A fresh private folder under ``tmp/`` for work that is renamed into place when done."""
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp_dir))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise WorkspaceError(
+            f"Cannot write {path}: {exc.strerror or exc}. Free some disk space or check the "
+            f"permissions of the workspace folder."
+        ) from exc
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike, default=None):
+    """Read a JSON file; ``default`` when it does not exist or is unreadable mid-replace."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return default
+    except json.JSONDecodeError:
+        return default

@@ -1,0 +1,1 @@
+"""Streamlit-only helpers: session state accessors, figure builders and widgets."""

@@ -1,0 +1,52 @@
+"""Typed accessors for what a browser session remembers.
+
+The current dataset and run are mirrored into the URL's query parameters, so a refresh or a
+second tab on the same URL finds them again; everything else that must survive lives on disk.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.workspace import Workspace
+
+
+@st.cache_resource
+def get_workspace() -> Workspace:
+    """The server's workspace (immutable paths, safe to share between sessions)."""
+    return Workspace.open()
+
+
+def _get(key: str) -> str | None:
+    value = st.session_state.get(key)
+    if value is None:
+        value = st.query_params.get(key)
+        if value is not None:
+            st.session_state[key] = value
+    return value
+
+
+def _set(key: str, value: str | None) -> None:
+    if value is None:
+        st.session_state.pop(key, None)
+        if key in st.query_params:
+            del st.query_params[key]
+    else:
+        st.session_state[key] = value
+        st.query_params[key] = value
+
+
+def get_dataset_id() -> str | None:
+    return _get("dataset")
+
+
+def set_dataset_id(dataset_id: str | None) -> None:
+    _set("dataset", dataset_id)
+
+
+def get_run_id() -> str | None:
+    return _get("run")
+
+
+def set_run_id(run_id: str | None) -> None:
+    _set("run", run_id)
