@@ -1,0 +1,81 @@
+"""``python -m core train DATASET ...``: train in this process, one line per epoch."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from core.config import STRATEGIES, TrainConfig
+from core.workspace import Workspace
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train a classifier on a dataset id, zip or folder")
+    parser.add_argument("dataset", help="dataset id, or a zip / folder to ingest first")
+    parser.add_argument("--backbone", default="mobilenet_v2")
+    parser.add_argument("--strategy", default="feature-extraction", choices=STRATEGIES)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--fine-tune-epochs", type=int, default=5)
+    parser.add_argument("--fine-tune-layers", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-5)
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--resize", default="squash", choices=("squash", "crop", "pad"))
+    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--hidden-units", type=int, default=0)
+    parser.add_argument("--augment", action="store_true")
+    parser.add_argument("--early-stopping-patience", type=int, default=5)
+    parser.add_argument("--weights", default="imagenet", choices=("imagenet", "none"))
+    parser.add_argument("--distribution", default="auto", choices=("auto", "default", "mirrored"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workspace", default=None)
+    parser.add_argument("--json", action="store_true", help="end with one JSON object")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from core.datasets import ingest
+    from core.training import train_model
+
+    workspace = Workspace.open(args.workspace)
+    started = time.perf_counter()
+    ingest_s = 0.0
+    dataset_id = args.dataset
+    if Path(args.dataset).exists():
+        dataset_id = ingest(Path(args.dataset), workspace).id
+        ingest_s = time.perf_counter() - started
+    config = TrainConfig(
+        dataset_id=dataset_id, backbone=args.backbone, strategy=args.strategy, epochs=args.epochs,
+        fine_tune_epochs=args.fine_tune_epochs, fine_tune_layers=args.fine_tune_layers,
+        batch_size=args.batch_size, learning_rate=args.learning_rate,
+        fine_tune_learning_rate=args.fine_tune_learning_rate, image_size=args.image_size, resize=args.resize,
+        dropout=args.dropout, hidden_units=args.hidden_units, augment=args.augment,
+        early_stopping_patience=args.early_stopping_patience, weights=args.weights,
+        distribution=args.distribution, seed=args.seed,
+    )
+    record = train_model(config, workspace, on_epoch=_print_epoch)
+    timings = {"ingest_s": round(ingest_s, 3), "features_s": record["timings"].get("features_s", 0.0),
+               "train_s": record["timings"].get("train_s", 0.0),
+               "total_s": round(time.perf_counter() - started, 3)}
+    if record["status"] == "failed":
+        from core.errors import StudioError
+
+        raise StudioError(record["error"])
+    if args.json:
+        print(json.dumps({"run_id": record["run_id"], "status": record["status"],
+                          "val_accuracy": record.get("best_val_accuracy"), "val_loss": record.get("val_loss"),
+                          "epochs_run": record.get("epochs_run"), "timings": timings,
+                          "model_path": record.get("model_path"), "weights": record.get("weights")}))
+    else:
+        print(f"run {record['run_id']} {record['status']}: val_accuracy={record.get('best_val_accuracy')} "
+              f"model={record.get('model_path')} ({timings['total_s']:.1f} s)")
+    return 0
+
+
+def _print_epoch(record: dict) -> None:
+    metrics = " ".join(f"{key}={record[key]:.4f}" for key in ("loss", "accuracy", "val_loss", "val_accuracy")
+                       if key in record)
+    print(f"epoch {record['epoch']} phase {record['phase']} {metrics} time={record['epoch_time']:.2f}s",
+          flush=True)

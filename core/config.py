@@ -1,0 +1,109 @@
+"""Training configuration: one frozen dataclass, validated at the boundary, saved with every run."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from core.errors import ConfigError
+
+STRATEGIES = ("feature-extraction", "fine-tune", "from-scratch")
+RESIZE_MODES = ("squash", "crop", "pad")
+CLASS_WEIGHT_MODES = ("auto", "on", "off")
+DISTRIBUTION_MODES = ("auto", "default", "mirrored")
+
+# Presets the Train page offers; each is a partial TrainConfig.
+PRESETS: dict[str, dict] = {
+    "Quick": {"strategy": "feature-extraction", "epochs": 5, "augment": False},
+    "Balanced": {"strategy": "feature-extraction", "epochs": 15, "augment": False},
+    "Best accuracy": {"strategy": "fine-tune", "epochs": 10, "fine_tune_epochs": 5, "augment": False},
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; ``TrainConfig(**json)`` rebuilds a saved one.
+
+    Attributes:
+        dataset_id: The ingested dataset to train on.
+        backbone: Registry name of the pretrained base (see ``core.backbones``).
+        strategy: ``feature-extraction``, ``fine-tune`` or ``from-scratch``.
+        image_size: Input side in pixels; ``None`` takes the backbone's default.
+        resize: How images reach the input size: ``squash``, ``crop`` or ``pad``.
+        epochs: Epochs of the first phase (the head, or the whole network from scratch).
+        fine_tune_epochs: Epochs of the fine-tuning phase (``fine-tune`` only).
+        fine_tune_layers: Top backbone layers to unfreeze; ``None`` uses the backbone's block boundary.
+        batch_size: Images per batch.
+        learning_rate: Learning rate of the first phase.
+        fine_tune_learning_rate: Learning rate of the fine-tuning phase (keep it very low).
+        dropout: Dropout before the classifier layer.
+        hidden_units: Size of an optional hidden dense layer in the head (0: none).
+        augment: Random flips, rotation, zoom, translation and contrast on training images.
+        class_weights: ``auto`` (on when the largest class is over 1.5x the smallest), ``on`` or ``off``.
+        early_stopping_patience: Epochs without validation improvement before stopping (0: off).
+        seed: Makes runs repeatable.
+        weights: ``imagenet`` or ``none``; ``from-scratch`` always uses ``none``.
+        distribution: ``auto`` (MirroredStrategy on several GPUs), ``default`` or ``mirrored``.
+    """
+
+    dataset_id: str
+    backbone: str = "mobilenet_v2"
+    strategy: str = "feature-extraction"
+    image_size: int | None = None
+    resize: str = "squash"
+    epochs: int = 10
+    fine_tune_epochs: int = 5
+    fine_tune_layers: int | None = None
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    fine_tune_learning_rate: float = 1e-5
+    dropout: float = 0.2
+    hidden_units: int = 0
+    augment: bool = False
+    class_weights: str = "auto"
+    early_stopping_patience: int = 5
+    seed: int = 0
+    weights: str = "imagenet"
+    distribution: str = "auto"
+
+    def __post_init__(self):
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("resize", self.resize, RESIZE_MODES)
+        _check_choice("class_weights", self.class_weights, CLASS_WEIGHT_MODES)
+        _check_choice("distribution", self.distribution, DISTRIBUTION_MODES)
+        _check_choice("weights", self.weights, ("imagenet", "none"))
+        if not self.dataset_id:
+            raise ConfigError("No dataset given. Ingest a zip on the Data page (or `python -m core ingest`) first.")
+        _check_range("epochs", self.epochs, 1, 1000)
+        _check_range("fine_tune_epochs", self.fine_tune_epochs, 0, 1000)
+        _check_range("batch_size", self.batch_size, 1, 4096)
+        _check_range("early_stopping_patience", self.early_stopping_patience, 0, 1000)
+        _check_range("hidden_units", self.hidden_units, 0, 8192)
+        _check_range("learning_rate", self.learning_rate, 1e-8, 1.0)
+        _check_range("fine_tune_learning_rate", self.fine_tune_learning_rate, 1e-9, 1.0)
+        _check_range("dropout", self.dropout, 0.0, 0.9)
+        if self.image_size is not None:
+            _check_range("image_size", self.image_size, 32, 1024)
+        if self.fine_tune_layers is not None:
+            _check_range("fine_tune_layers", self.fine_tune_layers, 1, 10_000)
+        if self.strategy == "from-scratch" and self.weights != "none":
+            object.__setattr__(self, "weights", "none")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Rebuild from saved JSON, ignoring keys this version does not know."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}. Pick one of those.")
+
+
+def _check_range(name: str, value, low, high) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ConfigError(f"{name}={value!r} is out of range; use a number from {low} to {high}.")
