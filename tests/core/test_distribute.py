@@ -1,0 +1,41 @@
+"""Multi-device training with a real MirroredStrategy over two logical CPU devices."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def test_mirrored_strategy_over_two_cpu_devices_learns():
+    code = textwrap.dedent("""
+        import numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import keras
+        from core.distribute import choose_strategy
+        strategy = choose_strategy("mirrored")
+        assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(512, 8)).astype("float32")
+        y = (x[:, 0] + x[:, 1] > 0).astype("int32")
+        with strategy.scope():
+            model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                                      keras.layers.Dense(2, activation="softmax")])
+            model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        before = model.evaluate(x, y, verbose=0)[1]
+        model.fit(x, y, epochs=20, batch_size=32, verbose=0)
+        after = model.evaluate(x, y, verbose=0)[1]
+        print(strategy.num_replicas_in_sync, before, after)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    replicas, before, after = out.stdout.split()[-3:]
+    assert replicas == "2"
+    assert float(after) >= 0.9 > float(before)
+
+
+def test_auto_strategy_on_this_cpu_machine_is_the_default_one():
+    code = "from core.distribute import choose_strategy; import tensorflow as tf; " \
+           "print(choose_strategy('auto') is tf.distribute.get_strategy())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("True")

@@ -1,0 +1,21 @@
+"""Real learning: MobileNetV2 with the real ImageNet weights on the real ants-and-bees photographs."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.config import TrainConfig
+from core.datasets import ingest
+from core.training import train_model
+
+pytestmark = pytest.mark.real
+
+
+def test_feature_extraction_on_hymenoptera_reaches_092(workspace, shared_data, keras_home):
+    dataset = ingest(shared_data("hymenoptera.zip"), workspace)
+    config = TrainConfig(dataset_id=dataset.id, backbone="mobilenet_v2", strategy="feature-extraction",
+                         epochs=15, image_size=224)
+    record = train_model(config, workspace)
+    assert record["status"] == "done", record.get("error")
+    assert record["weights"].lower().startswith("imagenet")
+    assert record["best_val_accuracy"] >= 0.92
