@@ -1,0 +1,337 @@
+"""Datasets in the workspace: ingest an upload, then load, list and delete what was ingested.
+
+A dataset lives in ``workspace/datasets/<id>/``: ``images/`` (normalized RGB JPEG copies, named
+by the hash of the original file), ``manifest.csv`` (file, label, split, sha256, width, height,
+source), ``summary.json`` (see :func:`core.summary.build_summary`) and ``dataset.json`` (id,
+name, created_at, classes, parent_id). It is built in a staging folder under ``tmp/`` and
+renamed into place only when complete, so a failed or interrupted ingestion leaves nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import re
+import shutil
+import time
+import zipfile
+import zlib
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.archive import IngestLimits, clean_text, open_source
+from core.errors import DatasetError, WorkspaceError
+from core.images import normalize_image
+from core.layout import Layout, detect_layout
+from core.splits import SPLIT_ORDER, SplitItem, assign_splits, build_summary, check_val_fraction
+from core.workspace import Workspace, atomic_write_bytes, atomic_write_json, read_json
+
+__all__ = [
+    "Dataset", "IngestLimits", "ManifestEntry", "create_sample_dataset", "delete_dataset", "ingest",
+    "list_datasets", "load_dataset",
+]
+
+MANIFEST = "manifest.csv"
+SUMMARY = "summary.json"
+META = "dataset.json"
+MANIFEST_COLUMNS = ("file", "label", "split", "sha256", "width", "height", "source")
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}")
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One image of a dataset."""
+
+    file: str      # normalized copy, relative to Dataset.root, e.g. "images/3fa2....jpg"
+    label: str
+    split: str     # "train" | "val" | "test"
+    sha256: str    # hash of the ORIGINAL bytes
+    width: int     # original width / height (after EXIF orientation)
+    height: int
+    source: str    # original entry name in the zip/folder
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An ingested dataset (read-only view of its folder)."""
+
+    id: str
+    root: Path
+    name: str
+    classes: tuple[str, ...]
+    entries: tuple[ManifestEntry, ...]
+    summary: dict
+    parent_id: str | None = None
+
+    def split_entries(self, split: str) -> list[ManifestEntry]:
+        """Entries of one split, in manifest order."""
+        return [entry for entry in self.entries if entry.split == split]
+
+    def paths(self, split: str) -> list[Path]:
+        """Absolute paths of the normalized copies of one split."""
+        return [self.root / entry.file for entry in self.split_entries(split)]
+
+    def label_indices(self, split: str) -> np.ndarray:
+        """int32 class indices (into ``classes``) of one split, aligned with :meth:`paths`."""
+        index = {name: i for i, name in enumerate(self.classes)}
+        return np.array([index[entry.label] for entry in self.split_entries(split)], dtype=np.int32)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Splits that hold images, in the order train, val, test."""
+        present = {entry.split for entry in self.entries}
+        return tuple(split for split in SPLIT_ORDER if split in present)
+
+
+def ingest(source, workspace: Workspace, *, val_fraction: float = 0.2, seed: int = 0,
+           limits: IngestLimits | None = None, progress=None, name: str | None = None) -> Dataset:
+    """Check, decode and store an upload as a dataset; reuse it if it was ingested before.
+
+    Args:
+        source: path of a zip or a folder, or a binary file object holding a zip (e.g. a
+            Streamlit ``UploadedFile``; copied in chunks to the workspace ``tmp/`` first).
+        workspace: where the dataset is stored.
+        val_fraction: share of each class put in validation when the upload has no val split.
+        seed: seed of the generated split.
+        limits: safety limits; default :meth:`IngestLimits.from_env`.
+        progress: optional ``progress(fraction: float, message: str)`` callback.
+        name: display name; default the zip or folder name.
+
+    Returns:
+        The dataset. Its id depends only on the content, split parameters and limits.
+
+    Raises:
+        DatasetError: the upload cannot be used (the message says why and how to fix it).
+    """
+    val_fraction = check_val_fraction(val_fraction)
+    limits = limits or IngestLimits.from_env()
+    report = progress or (lambda fraction, message: None)
+    report(0.0, "Checking the upload")
+    with open_source(source, workspace.tmp_dir, limits) as opened:
+        dataset_id = _make_id(name or opened.name, opened.fingerprint, val_fraction, seed, limits)
+        if (workspace.datasets_dir / dataset_id / META).exists():
+            report(1.0, "This upload was ingested before: reusing it")
+            return load_dataset(workspace, dataset_id)
+        staging = workspace.staging_dir(f"ingest-{dataset_id}-")
+        try:
+            records, summary = _build(opened.source, staging, val_fraction, seed, limits, report)
+            summary.update(name=name or opened.name, source=opened.name)
+            _write_dataset(staging, dataset_id, name or opened.name, records, summary)
+            return _move_into_place(workspace, staging, dataset_id, report)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+
+def _make_id(name: str, fingerprint: str, val_fraction: float, seed: int, limits: IngestLimits) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", Path(name).stem.lower()).strip("-")[:40] or "dataset"
+    params = f"{fingerprint}|{val_fraction!r}|{int(seed)}|{limits.max_pixels}|{limits.min_side}|" \
+             f"{limits.max_side}|{limits.max_file_bytes}|v1"
+    return f"{slug}-{hashlib.sha256(params.encode()).hexdigest()[:10]}"
+
+
+def _build(source, staging: Path, val_fraction: float, seed: int, limits: IngestLimits, report):
+    (staging / "images").mkdir()
+    layout = detect_layout([item.name for item in source.files()], source.read)
+    layout.skipped += [{"file": clean_text(link), "reason": "symbolic link (not followed)"}
+                       for link in getattr(source, "links", [])]
+    results = _decode_all(source, layout, staging / "images", limits, report)
+    records, rejected = [], list(layout.rejected)
+    for item, result in zip(layout.files, results, strict=True):
+        if "reason" in result:
+            rejected.append({"file": clean_text(item.name), "reason": result["reason"]})
+        else:
+            records.append({**result, "label": item.label, "split": item.split, "source": clean_text(item.name)})
+    _check_classes(layout, records, rejected)
+    records.sort(key=lambda record: (record["label"], record["source"]))
+    generated = not any(record["split"] == "val" for record in records)
+    items = [SplitItem(r["label"], r["sha256"], r["split"]) for r in records]
+    for record, split in zip(records, assign_splits(items, val_fraction, seed), strict=True):
+        record["split"] = split
+    report(0.97, "Writing the manifest")
+    summary = build_summary(records, layout=layout.kind, skipped=layout.skipped, rejected=rejected,
+                            val_fraction=val_fraction, seed=seed, generated_split=generated)
+    return records, summary
+
+
+def _decode_all(source, layout: Layout, images_dir: Path, limits: IngestLimits, report) -> list[dict]:
+    """Decode every labelled file on a thread pool (Pillow releases the GIL), few files in flight."""
+    sizes = {item.name: item.size for item in source.files()}
+    results: list[dict | None] = [None] * len(layout.files)
+    workers = limits.workers()
+    pending: dict = {}
+    done = 0
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
+    try:
+        for index, item in enumerate(layout.files):
+            while len(pending) >= 2 * workers:
+                done += _collect(pending, results)
+                _report_decoding(report, done, len(results))
+            if sizes[item.name] > limits.max_file_bytes:
+                results[index] = {"reason": f"file of {sizes[item.name]:,} bytes is over the limit of "
+                                            f"{limits.max_file_bytes:,} (TRANSFER_STUDIO_MAX_FILE_BYTES)"}
+                continue
+            try:
+                data = source.read(item.name)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                results[index] = {"reason": f"corrupt entry, cannot be extracted ({exc})"}
+                continue
+            pending[pool.submit(normalize_image, data, images_dir, limits)] = index
+        while pending:
+            done += _collect(pending, results)
+            _report_decoding(report, done, len(results))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results
+
+
+def _collect(pending: dict, results: list) -> int:
+    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+    for future in finished:
+        index = pending.pop(future)
+        try:
+            results[index] = future.result()
+        except OSError as exc:
+            raise WorkspaceError(f"Cannot write the normalized images into the workspace: "
+                                 f"{exc.strerror or exc}. Free some disk space and try again.") from exc
+    return len(finished)
+
+
+def _report_decoding(report, done: int, total: int) -> None:
+    if total and (done == total or done % max(1, total // 100) == 0):
+        report(0.02 + 0.93 * done / total, f"Decoded {done:,} of {total:,} images")
+
+
+def _check_classes(layout: Layout, records: list[dict], rejected: list[dict]) -> None:
+    if not records:
+        if layout.archives and not layout.files:
+            raise DatasetError(
+                f"Found no images, only the archive '{layout.archives[0]}' inside the zip; archives inside "
+                f"the zip are not extracted. Extract it and upload its content as the zip.")
+        if rejected:
+            first = rejected[0]
+            raise DatasetError(
+                f"None of the image files can be used ({len(rejected)} rejected), e.g. '{first['file']}': "
+                f"{first['reason']}. Put readable images in one folder per class and zip them.")
+        raise DatasetError(
+            f"Found no image files (.jpg, .png, .gif, .bmp, .webp, .tif) in the upload ({len(layout.skipped)} "
+            f"other files skipped). Put the images in one folder per class and zip them.")
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record["label"]] = counts.get(record["label"], 0) + 1
+    if len(counts) < 2:
+        only = next(iter(counts))
+        raise DatasetError(
+            f"Found 1 class ('{only}'); need at least 2. Put each class in its own top-level folder of "
+            f"the zip (e.g. cats/ and dogs/), or list them in labels.csv.")
+    for label, count in sorted(counts.items()):
+        if count < 2:
+            lost = sum(1 for r in rejected if f"/{label}/" in f"/{r['file']}")
+            raise DatasetError(
+                f"Class '{label}' has {count} usable image ({lost} rejected); each class needs at least 2. "
+                f"Add images to '{label}' or remove it.")
+
+
+def _write_dataset(folder: Path, dataset_id: str, name: str, records: list[dict], summary: dict,
+                   parent_id: str | None = None) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    atomic_write_bytes(folder / MANIFEST, buffer.getvalue().encode("utf-8"))
+    atomic_write_json(folder / SUMMARY, summary)
+    atomic_write_json(folder / META, {
+        "id": dataset_id, "name": name, "classes": summary["classes"], "parent_id": parent_id,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "created_ts": time.time(),
+    })
+
+
+def _move_into_place(workspace: Workspace, staging: Path, dataset_id: str, report) -> Dataset:
+    target = workspace.datasets_dir / dataset_id
+    try:
+        os.rename(staging, target)
+    except OSError:
+        if not (target / META).exists():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)  # another session finished the same upload first
+    report(1.0, "Done")
+    return load_dataset(workspace, dataset_id)
+
+
+def _dataset_dir(workspace: Workspace, dataset_id: str) -> Path:
+    if not isinstance(dataset_id, str) or not _ID_PATTERN.fullmatch(dataset_id):
+        raise DatasetError(f"'{dataset_id}' is not a dataset id. Pick a dataset from the Data page list.")
+    return workspace.datasets_dir / dataset_id
+
+
+def load_dataset(workspace: Workspace, dataset_id: str) -> Dataset:
+    """Load an ingested dataset by id.
+
+    Raises:
+        DatasetError: naming the id, when no complete dataset has that id.
+    """
+    root = _dataset_dir(workspace, dataset_id)
+    meta = read_json(root / META)
+    summary = read_json(root / SUMMARY)
+    try:
+        text = (root / MANIFEST).read_text(encoding="utf-8")
+    except OSError:
+        text = None
+    if meta is None or summary is None or text is None:
+        raise DatasetError(
+            f"No dataset '{dataset_id}' in {workspace.datasets_dir}. Ingest the zip again on the Data page "
+            f"or with 'python -m core ingest PATH'."
+        )
+    entries = tuple(
+        ManifestEntry(row["file"], row["label"], row["split"], row["sha256"], int(row["width"]),
+                      int(row["height"]), row["source"])
+        for row in csv.DictReader(io.StringIO(text))
+    )
+    return Dataset(id=dataset_id, root=root, name=meta.get("name", dataset_id),
+                   classes=tuple(meta.get("classes") or summary["classes"]), entries=entries,
+                   summary=summary, parent_id=meta.get("parent_id"))
+
+
+def list_datasets(workspace: Workspace) -> list[Dataset]:
+    """Every complete dataset of the workspace, newest first."""
+    found = []
+    for folder in workspace.datasets_dir.iterdir() if workspace.datasets_dir.is_dir() else []:
+        meta = read_json(folder / META)
+        if not meta:
+            continue
+        try:
+            found.append((meta.get("created_ts", 0.0), load_dataset(workspace, folder.name)))
+        except DatasetError:
+            continue
+    found.sort(key=lambda pair: (-pair[0], pair[1].id))
+    return [dataset for _, dataset in found]
+
+
+def delete_dataset(workspace: Workspace, dataset_id: str) -> None:
+    """Delete a dataset folder (moved aside first, so readers never see half of it).
+
+    Raises:
+        DatasetError: when there is no such dataset (e.g. another session deleted it first).
+    """
+    root = _dataset_dir(workspace, dataset_id)
+    trash = workspace.tmp_dir / f"deleted-{dataset_id}-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        os.rename(root, trash)
+    except FileNotFoundError:
+        raise DatasetError(f"No dataset '{dataset_id}' to delete; it may have been deleted already.") from None
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def create_sample_dataset(workspace: Workspace, progress=None) -> Dataset:
+    """The generated sample dataset (shapes in 4 classes); built once, then reused.
+
+    See :mod:`core.sample`.
+    """
+    from core.sample import create_sample_dataset as create
+
+    return create(workspace, progress=progress)

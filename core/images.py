@@ -1,0 +1,184 @@
+"""Decoding, normalizing and preparing images: one implementation for every step.
+
+Ingestion, training, evaluation, prediction and the exported ``predict.py`` all read pixels
+through :func:`load_rgb_image` / :func:`to_rgb` and size them with :func:`prepare_image`, so a
+model sees exactly the same pixels everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from core.archive import IngestLimits, clean_text
+from core.errors import ConfigError, DatasetError
+
+RESIZE_MODES = ("squash", "crop", "pad")
+PAD_COLOR = (0, 0, 0)  # "pad" letterboxes with black, like tf.image.resize_with_pad
+JPEG_QUALITY = 90
+
+
+class ImageRejected(Exception):
+    """One file that is not a usable image; the message is the reason shown to the user."""
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB: transparency composited on white, 16-bit and float scaled to 0..255."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(pixels.max()), 255.0)
+        scale = 255.0 / top if top > 255 else 1.0
+        gray = np.clip(pixels * scale, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _describe_unknown(data: bytes) -> str:
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<!doctype", b"<html", b"<?xml", b"<svg", b"<")):
+        return "not an image: the content is HTML/XML text whatever the file extension says"
+    return "not an image Pillow can read (the content is not JPEG, PNG, GIF, BMP, WebP or TIFF)"
+
+
+def decode_image(data: bytes, limits: IngestLimits, *, check_min_side: bool = True) -> Image.Image:
+    """Fully decode image bytes into an upright RGB image.
+
+    The pixel count is checked from the header before any pixel is decoded; the format comes
+    from the content, not the file name; animations give their first frame; EXIF orientation
+    is applied.
+
+    Raises:
+        ImageRejected: with the reason (empty, not an image, too many pixels, too small, truncated).
+    """
+    if not data:
+        raise ImageRejected("empty file (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected(f"too many pixels ({exc}); the limit is {limits.max_pixels:,}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise ImageRejected(_describe_unknown(data)) from None
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise ImageRejected(
+            f"too many pixels: {width}x{height} = {width * height:,}, the limit is {limits.max_pixels:,} "
+            f"(TRANSFER_STUDIO_MAX_PIXELS); possible decompression bomb"
+        )
+    if check_min_side and min(width, height) < limits.min_side:
+        raise ImageRejected(f"too small: {width}x{height}, the shorter side must be at least "
+                            f"{limits.min_side} px (TRANSFER_STUDIO_MIN_SIDE)")
+    try:
+        image.load()
+    except Exception as exc:  # Pillow raises many types for corrupt data; each is one bad file
+        raise ImageRejected(f"unreadable or truncated image ({type(exc).__name__}: {exc})") from None
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block must not cost the picture; keep it as stored
+        pass
+    return to_rgb(image)
+
+
+def is_grayscale(image: Image.Image) -> bool:
+    """True when the RGB image carries (almost) no colour: gray, or gray with a faint tint or marks.
+
+    Scanners and JPEG encoders leave a few levels of channel difference in gray pictures, so
+    the mean spread between channels is compared with a small tolerance.
+    """
+    small = np.asarray(image.resize((64, 64), Image.Resampling.BILINEAR), dtype=np.int16)
+    spread = small.max(axis=2) - small.min(axis=2)
+    return bool(spread.mean() < 8)
+
+
+def normalize_image(data: bytes, images_dir: Path, limits: IngestLimits) -> dict:
+    """Decode one uploaded file and store its normalized JPEG copy (named by content hash).
+
+    Returns:
+        ``{"sha256", "width", "height", "gray", "file"}`` on success, where ``file`` is relative to
+        the dataset folder; ``{"sha256", "reason"}`` when the file is rejected.
+    """
+    sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        image = decode_image(data, limits)
+    except ImageRejected as exc:
+        return {"sha256": sha256, "reason": str(exc)}
+    width, height = image.size
+    relative = f"images/{sha256[:24]}.jpg"
+    target = images_dir.parent / relative
+    if not target.exists():
+        copy = image.copy()
+        copy.thumbnail((limits.max_side, limits.max_side), Image.Resampling.BICUBIC)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{id(copy)}")
+        copy.save(tmp, "JPEG", quality=JPEG_QUALITY)
+        os.replace(tmp, target)
+    return {"sha256": sha256, "width": width, "height": height, "gray": is_grayscale(image), "file": relative}
+
+
+def load_rgb_image(source, limits: IngestLimits | None = None) -> Image.Image:
+    """Read an image from a path, bytes or a binary file object as upright RGB.
+
+    Args:
+        source: ``str``/``Path`` of a file, ``bytes``, or an object with ``read()`` (e.g. an upload).
+        limits: pixel limit to enforce; defaults to :class:`IngestLimits` from the environment.
+
+    Raises:
+        DatasetError: naming the file, when it cannot be read as an image.
+    """
+    limits = limits or IngestLimits.from_env()
+    if isinstance(source, (str, os.PathLike)):
+        name = str(source)
+        try:
+            data = Path(source).read_bytes()
+        except OSError as exc:
+            raise DatasetError(f"Cannot read '{name}': {exc.strerror or exc}. Check the path.") from None
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        name, data = "image", bytes(source)
+    else:
+        name = str(getattr(source, "name", "uploaded image"))
+        if hasattr(source, "seek"):
+            source.seek(0)
+        data = source.read()
+    try:
+        return decode_image(data, limits, check_min_side=False)
+    except ImageRejected as exc:
+        raise DatasetError(
+            f"Cannot use '{clean_text(name)}' as an image: {exc}. Use a JPEG, PNG, GIF, BMP, WebP or TIFF file."
+        ) from None
+
+
+def prepare_image(image: Image.Image, image_size: int, resize: str = "squash") -> np.ndarray:
+    """Resize an image to the model's input: float32 ``(image_size, image_size, 3)``, values 0..255.
+
+    Args:
+        image: a PIL image in any mode (converted with :func:`to_rgb`).
+        image_size: side of the square output.
+        resize: ``"squash"`` (stretch to the square), ``"crop"`` (centre crop, keeps the aspect)
+            or ``"pad"`` (fit inside the square, letterboxed with black). Bilinear filtering.
+
+    Raises:
+        ConfigError: unknown ``resize`` or a non-positive ``image_size``.
+    """
+    if resize not in RESIZE_MODES:
+        raise ConfigError(f"resize={resize!r} is not one of {', '.join(RESIZE_MODES)}. Pick one of those.")
+    if int(image_size) < 1:
+        raise ConfigError(f"image_size={image_size!r} must be a positive number of pixels, e.g. 224.")
+    image = to_rgb(image)
+    size = (int(image_size), int(image_size))
+    if resize == "squash":
+        out = image.resize(size, Image.Resampling.BILINEAR)
+    elif resize == "crop":
+        out = ImageOps.fit(image, size, Image.Resampling.BILINEAR)
+    else:
+        out = ImageOps.pad(image, size, Image.Resampling.BILINEAR, color=PAD_COLOR)
+    return np.asarray(out, dtype=np.float32)

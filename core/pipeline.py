@@ -1,0 +1,86 @@
+"""tf.data input pipeline over the normalized copies of a dataset.
+
+Pixels go through :func:`core.images.load_rgb_image` and :func:`core.images.prepare_image`
+(via ``tf.numpy_function``), the same code prediction and the exported model use, so training
+and inference see identical inputs. Images are read lazily, a few batches ahead: the whole
+dataset is never in memory.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from core.errors import ConfigError
+from core.images import RESIZE_MODES, load_rgb_image, prepare_image
+
+
+def _loader(image_size: int, resize: str):
+    def load(path) -> np.ndarray:
+        name = path.decode("utf-8", "surrogateescape") if isinstance(path, bytes) else str(path)
+        return prepare_image(load_rgb_image(name), image_size, resize)
+
+    return load
+
+
+def make_image_dataset(paths, labels=None, *, image_size: int, batch_size: int = 32, resize: str = "squash",
+                       shuffle: bool = False, seed: int = 0, augment=None) -> tf.data.Dataset:
+    """A batched, prefetched dataset of images (and labels) read from files.
+
+    Args:
+        paths: image file paths (``str`` or ``Path``).
+        labels: optional int class indices aligned with ``paths``.
+        image_size: side of the square images produced.
+        batch_size: images per batch.
+        resize: ``"squash"``, ``"crop"`` or ``"pad"`` (see :func:`core.images.prepare_image`).
+        shuffle: reshuffle the files each epoch (seeded).
+        seed: shuffle seed.
+        augment: optional Keras layer (or ``Sequential``) applied to each batch with
+            ``training=True``; pass it for training data only.
+
+    Returns:
+        ``tf.data.Dataset`` yielding ``(images, labels)`` (float32 ``[B, S, S, 3]`` with values
+        0..255, int32 ``[B]``), or just images when ``labels`` is None.
+
+    Raises:
+        ConfigError: mismatched lengths, no paths, or bad sizes.
+    """
+    paths = [os.fspath(p) for p in paths]
+    if not paths:
+        raise ConfigError("make_image_dataset got no image paths; the split is empty. Check the dataset split.")
+    if resize not in RESIZE_MODES:
+        raise ConfigError(f"resize={resize!r} is not one of {', '.join(RESIZE_MODES)}.")
+    if int(image_size) < 1 or int(batch_size) < 1:
+        raise ConfigError(f"image_size={image_size!r} and batch_size={batch_size!r} must be positive.")
+    if labels is not None and len(labels) != len(paths):
+        raise ConfigError(f"Got {len(paths)} paths but {len(labels)} labels; they must match one to one.")
+    size = int(image_size)
+    load = _loader(size, resize)
+
+    def read(path):
+        image = tf.numpy_function(load, [path], tf.float32, stateful=False)
+        image.set_shape((size, size, 3))
+        return image
+
+    if labels is None:
+        dataset = tf.data.Dataset.from_tensor_slices(tf.constant(paths))
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (tf.constant(paths), tf.constant(np.asarray(labels, dtype=np.int32))))
+    if shuffle:
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if labels is None:
+        dataset = dataset.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        dataset = dataset.map(lambda path, label: (read(path), label), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(int(batch_size))
+    if augment is not None:
+        if labels is None:
+            dataset = dataset.map(lambda images: augment(images, training=True),
+                                  num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            dataset = dataset.map(lambda images, label: (augment(images, training=True), label),
+                                  num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
