@@ -1,0 +1,113 @@
+"""Classify images with this exported Transfer Studio model.
+
+Needs only Python 3.10+, keras 3 (with its TensorFlow backend), pillow and numpy:
+
+    pip install keras tensorflow pillow numpy
+    python predict.py photo1.jpg photo2.png [--top-k 3] [--json]
+
+The files next to this script: model.keras (raw RGB pixels 0..255 in, probabilities out),
+labels.json (class names in output order) and config.json (image_size and resize mode).
+The image preparation below is a copy of the app's ``core.images`` (the app's tests check
+that both give identical pixels), so this script predicts what the app predicted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+HERE = Path(__file__).resolve().parent
+PAD_COLOR = (0, 0, 0)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB: transparency composited on white, 16-bit and float scaled to 0..255."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(pixels.max()), 255.0)
+        scale = 255.0 / top if top > 255 else 1.0
+        gray = np.clip(pixels * scale, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(path) -> Image.Image:
+    """Open an image file upright (EXIF orientation applied), first frame of an animation, RGB."""
+    image = Image.open(path)
+    image.load()
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block must not cost the picture
+        pass
+    return to_rgb(image)
+
+
+def prepare_image(image: Image.Image, image_size: int, resize: str = "squash") -> np.ndarray:
+    """float32 (image_size, image_size, 3), values 0..255; resize is squash, crop or pad (black)."""
+    image = to_rgb(image)
+    size = (int(image_size), int(image_size))
+    if resize == "squash":
+        out = image.resize(size, Image.Resampling.BILINEAR)
+    elif resize == "crop":
+        out = ImageOps.fit(image, size, Image.Resampling.BILINEAR)
+    elif resize == "pad":
+        out = ImageOps.pad(image, size, Image.Resampling.BILINEAR, color=PAD_COLOR)
+    else:
+        raise ValueError(f"Unknown resize mode {resize!r}; expected squash, crop or pad.")
+    return np.asarray(out, dtype=np.float32)
+
+
+def predict(paths, top_k: int = 3, folder: Path = HERE, batch_size: int = 32) -> list[dict]:
+    """One dict per image: file, label, probability, top_k [[label, probability], ...]."""
+    import keras  # imported here so the preparation functions above load without TensorFlow
+
+    model = keras.saving.load_model(folder / "model.keras", safe_mode=True)
+    labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    results = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        batch = np.stack([prepare_image(load_image(p), config["image_size"], config.get("resize", "squash"))
+                          for p in chunk])
+        probabilities = np.asarray(model(batch, training=False))
+        for path, probs in zip(chunk, probabilities, strict=True):
+            order = np.argsort(-probs, kind="stable")[:max(1, top_k)]
+            results.append({
+                "file": str(path),
+                "label": labels[int(order[0])],
+                "probability": float(probs[order[0]]),
+                "top_k": [[labels[int(i)], float(probs[i])] for i in order],
+            })
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Classify images with the exported model.")
+    parser.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
+    parser.add_argument("--top-k", type=int, default=3, help="how many classes to list per image")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    args = parser.parse_args(argv)
+    results = predict(args.images, top_k=args.top_k)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            others = ", ".join(f"{label} {prob:.1%}" for label, prob in result["top_k"][1:])
+            print(f"{result['file']}: {result['label']} ({result['probability']:.1%})"
+                  + (f"  [{others}]" if others else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

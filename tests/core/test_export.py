@@ -1,0 +1,180 @@
+"""Exports behave like the in-app model: bundle in a fresh process, TFLite and SavedModel parity."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.errors import ExportError, RunError
+from core.export import (
+    FLOAT_TOLERANCE,
+    MIN_AGREEMENT,
+    check_parity,
+    export_bundle,
+    export_model,
+    export_savedmodel,
+    export_tflite,
+)
+from core.images import RESIZE_MODES, load_rgb_image, prepare_image
+from core.prediction import Predictor
+from tests.trained_run import shared_tiny_run
+
+SCRIPT = Path(__file__).resolve().parents[2] / "core" / "bundle_predict.py"
+BUNDLE_FILES = {"model.keras", "labels.json", "config.json", "metrics.json", "MODEL_CARD.md", "predict.py"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return shared_tiny_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny, tmp_path_factory):
+    return export_bundle(tiny.workspace, tiny.run_id, tmp_path_factory.mktemp("bundle") / "model.zip")
+
+
+def _bundle_script_module():
+    spec = importlib.util.spec_from_file_location("bundle_predict", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _odd_images(tmp_path):
+    """Images in awkward shapes and modes: wide, tall, transparent, palette, grayscale, 16-bit."""
+    rng = np.random.default_rng(1)
+    images = {
+        "wide.jpg": Image.fromarray(rng.integers(0, 255, (30, 70, 3), dtype=np.uint8)),
+        "tall.png": Image.fromarray(rng.integers(0, 255, (81, 23, 3), dtype=np.uint8)),
+        "alpha.png": Image.fromarray(rng.integers(0, 255, (40, 50, 4), dtype=np.uint8), "RGBA"),
+        "palette.png": Image.fromarray(rng.integers(0, 255, (33, 33, 3), dtype=np.uint8)).convert("P"),
+        "gray.png": Image.fromarray(rng.integers(0, 255, (45, 28), dtype=np.uint8), "L"),
+        "deep.png": Image.fromarray(rng.integers(0, 65535, (20, 31), dtype=np.uint16)),
+    }
+    paths = []
+    for name, image in images.items():
+        image.save(tmp_path / name)
+        paths.append(tmp_path / name)
+    return paths
+
+
+@pytest.mark.parametrize("resize", RESIZE_MODES)
+def test_bundle_script_prepares_identical_pixels_to_core_images(tmp_path, resize):
+    script = _bundle_script_module()
+    for path in _odd_images(tmp_path):
+        for size in (32, 57):
+            ours = prepare_image(load_rgb_image(path), size, resize)
+            theirs = script.prepare_image(script.load_image(path), size, resize)
+            assert theirs.dtype == np.float32 and theirs.shape == (size, size, 3)
+            np.testing.assert_array_equal(theirs, ours, err_msg=f"{path.name} {resize} {size}")
+
+
+def test_bundle_script_imports_only_keras_pillow_numpy_and_stdlib():
+    tree = ast.parse(SCRIPT.read_text(encoding="utf-8"))
+    modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+               for alias in node.names}
+    modules |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert modules - set(sys.stdlib_module_names) == {"keras", "numpy", "PIL"}
+
+
+def test_bundle_holds_model_labels_config_metrics_card_and_script(tiny, bundle):
+    with zipfile.ZipFile(bundle) as archive:
+        assert set(archive.namelist()) == BUNDLE_FILES
+        config = json.loads(archive.read("config.json"))
+        metrics = json.loads(archive.read("metrics.json"))
+        card = archive.read("MODEL_CARD.md").decode()
+        assert json.loads(archive.read("labels.json")) == list(tiny.dataset.classes)
+    assert config["image_size"] == 32 and config["resize"] == "squash"
+    assert config["dataset_id"] == tiny.dataset.id and config["backbone"] == "mobilenet_v2"
+    assert metrics["evaluation"]["classes"] == list(tiny.dataset.classes)
+    assert 0.0 <= metrics["evaluation"]["accuracy"] <= 1.0
+    for heading in ("## Data", "## Model and training", "## Metrics", "## Intended use", "## Limits"):
+        assert heading in card
+    assert "Confusion matrix" in card and "| true \\ predicted | blue | green | red |" in card
+
+
+def test_bundle_predicts_in_fresh_process_like_the_app(tiny, bundle, tmp_path):
+    folder = tmp_path / "unpacked"
+    zipfile.ZipFile(bundle).extractall(folder)
+    images = [str(p) for p in tiny.dataset.paths("val")]
+    # Run from the unpacked folder with a clean path: the project's `core` cannot be imported there.
+    code = ("import runpy, sys\n"
+            "sys.argv = ['predict.py', '--json', '--top-k', '3', *sys.argv[1:]]\n"
+            "try:\n    runpy.run_path('predict.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "assert 'core' not in sys.modules and 'streamlit' not in sys.modules\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", code, *images], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    fresh = json.loads(done.stdout)
+    app = Predictor.from_run(tiny.workspace, tiny.run_id).predict_images(images, top_k=3)
+    assert [r["label"] for r in fresh] == [r["label"] for r in app]
+    np.testing.assert_allclose([r["probability"] for r in fresh], [r["probability"] for r in app], atol=1e-5)
+
+
+def test_bundle_reloads_through_predictor_from_zip_and_folder(tiny, bundle, tmp_path):
+    zipfile.ZipFile(bundle).extractall(tmp_path / "unpacked")
+    images = tiny.dataset.paths("val")[:4]
+    expected = Predictor.from_run(tiny.workspace, tiny.run_id).predict_probabilities(images)
+    for source in (bundle, tmp_path / "unpacked"):
+        predictor = Predictor.from_bundle(source)
+        assert predictor.classes == tiny.dataset.classes and predictor.image_size == 32
+        np.testing.assert_allclose(predictor.predict_probabilities(images), expected, atol=1e-6)
+
+
+def test_parity_of_tflite_float_dynamic_and_savedmodel(tiny):
+    report = check_parity(tiny.workspace, tiny.run_id, ["bundle", "tflite", "tflite_dynamic", "savedmodel"])
+    for fmt, row in report.items():
+        assert row["images"] == len(tiny.dataset.paths("val"))
+        assert row["agreement"] >= MIN_AGREEMENT, (fmt, row)
+        assert row["passed"], (fmt, row)
+    for fmt in ("bundle", "tflite", "savedmodel"):
+        assert report[fmt]["max_abs_diff"] <= FLOAT_TOLERANCE
+    assert report["tflite_dynamic"]["tolerance"] is None
+
+
+def test_tflite_files_are_written_and_run(tiny, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    plain = export_tflite(tiny.workspace, tiny.run_id, tmp_path / "model")
+    dynamic = export_tflite(tiny.workspace, tiny.run_id, tmp_path, quantize="dynamic")
+    assert plain == tmp_path / "model.tflite" and dynamic.name.endswith("-dynamic.tflite")
+    interpreter = Interpreter(model_path=str(plain))
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    assert list(detail["shape"][1:]) == [32, 32, 3] and detail["dtype"] == np.float32
+
+
+def test_savedmodel_serves_raw_pixels(tiny, tmp_path):
+    import tensorflow as tf
+
+    path = export_savedmodel(tiny.workspace, tiny.run_id, tmp_path / "saved")
+    loaded = tf.saved_model.load(str(path))
+    batch = np.stack([prepare_image(load_rgb_image(p), 32) for p in tiny.dataset.paths("val")[:3]])
+    expected = Predictor.from_run(tiny.workspace, tiny.run_id).predict_arrays(batch)
+    np.testing.assert_allclose(loaded.serve(tf.constant(batch)).numpy(), expected, atol=FLOAT_TOLERANCE)
+
+
+def test_export_errors_are_export_or_run_errors(tiny, tmp_path):
+    with pytest.raises(ExportError, match="Unknown export format"):
+        export_model(tiny.workspace, tiny.run_id, "onnx", tmp_path / "x")
+    with pytest.raises(ExportError, match="TFLite only"):
+        export_model(tiny.workspace, tiny.run_id, "bundle", tmp_path / "x", quantize="dynamic")
+    with pytest.raises(RunError, match="does not exist"):
+        export_bundle(tiny.workspace, "no-such-run", tmp_path / "x.zip")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file").write_text("x")
+    (tmp_path / "taken" / f"{tiny.run_id}-savedmodel").mkdir()
+    (tmp_path / "taken" / f"{tiny.run_id}-savedmodel" / "f").write_text("x")
+    with pytest.raises(ExportError, match="already exists"):
+        export_savedmodel(tiny.workspace, tiny.run_id, tmp_path / "taken")
