@@ -112,8 +112,8 @@ def find_duplicate_groups(records: list[dict]) -> list[dict]:
             continue
         labels = Counter(m["label"] for m in members)
         kinds = []
-        if any(count > 1 for count in labels.values()):
-            kinds.append("within_class")
+        if len({(m["label"], m["split"]) for m in members}) < len(members):
+            kinds.append("within_class")  # copies with the same label in the same split
         if len(labels) > 1:
             kinds.append("conflicting_labels")
         if len({m["split"] for m in members}) > 1:
