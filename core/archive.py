@@ -116,9 +116,9 @@ def _check_name(name: str, limits: IngestLimits) -> None:
             f"overwrite files and are refused. Re-create the zip from the folder itself (e.g. "
             f"'zip -r data.zip my_folder')."
         )
-    if len(parts) > limits.max_depth:
+    if len(parts) - 1 > limits.max_depth:
         raise DatasetError(
-            f"The zip entry '{shown}' is {len(parts)} folder levels deep; the limit is {limits.max_depth} "
+            f"The zip entry '{shown}' is {len(parts) - 1} folder levels deep; the limit is {limits.max_depth} "
             f"(TRANSFER_STUDIO_MAX_DEPTH). Put the class folders near the top of the zip."
         )
 
@@ -157,6 +157,11 @@ class ZipSource:
         try:
             self._zip = zipfile.ZipFile(self.path)
             infos = self._zip.infolist()
+        except UnicodeDecodeError:
+            raise DatasetError(
+                f"'{self.path.name}' marks its file names as UTF-8 but they are not valid UTF-8. Re-create "
+                f"the zip with a current zip tool."
+            ) from None
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
             raise DatasetError(
                 f"'{self.path.name}' is not a readable zip file ({exc}). Upload a .zip archive; if it is "

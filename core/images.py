@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,9 @@ from core.errors import ConfigError, DatasetError
 RESIZE_MODES = ("squash", "crop", "pad")
 PAD_COLOR = (0, 0, 0)  # "pad" letterboxes with black, like tf.image.resize_with_pad
 JPEG_QUALITY = 90
+
+# decode_image enforces its own, lower pixel limit from the header; Pillow's warning would only be noise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class ImageRejected(Exception):

@@ -192,6 +192,10 @@ def _warnings(summary: dict) -> list[dict]:
         missing = [c for c, n in summary["counts"].get(split, {}).items() if n == 0]
         if missing:
             warn(f"missing_in_{split}", f"No {split} images for class(es) {', '.join(missing)}.")
+    archives = [item["file"] for item in summary["skipped"] if item["reason"].startswith("archive inside")]
+    if archives:
+        warn("nested_archive", f"{len(archives)} archive(s) inside the upload were skipped, not extracted "
+                               f"(e.g. '{archives[0]}'); extract them and upload their content if needed.")
     if summary["rejected"]:
         warn("rejected", f"{len(summary['rejected'])} files could not be used (see the rejected files).")
     return found
