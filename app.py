@@ -4,15 +4,15 @@ import streamlit as st
 
 from ui.sidebar import render_sidebar
 
-st.set_page_config(page_title="Transfer Studio", page_icon="🧠", layout="wide")
+st.set_page_config(page_title="Transfer Studio", page_icon=":material/school:", layout="wide")
 
 PAGES = [
-    st.Page("pages/data.py", title="1. Data", icon="🗂️", default=True),
-    st.Page("pages/train.py", title="2. Train", icon="🏋️"),
-    st.Page("pages/evaluate.py", title="3. Evaluate", icon="🔍"),
-    st.Page("pages/predict.py", title="4. Predict", icon="🎯"),
-    st.Page("pages/runs.py", title="5. Runs & export", icon="📦"),
-    st.Page("pages/explore.py", title="Explore & clean data", icon="🧭"),
+    st.Page("pages/data.py", title="1. Data", icon=":material/folder_open:", default=True),
+    st.Page("pages/train.py", title="2. Train", icon=":material/model_training:"),
+    st.Page("pages/evaluate.py", title="3. Evaluate", icon=":material/analytics:"),
+    st.Page("pages/predict.py", title="4. Predict", icon=":material/center_focus_strong:"),
+    st.Page("pages/runs.py", title="5. Runs & export", icon=":material/inventory_2:"),
+    st.Page("pages/explore.py", title="Explore & clean data", icon=":material/explore:"),
 ]
 
 navigation = st.navigation(PAGES)

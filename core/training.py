@@ -159,19 +159,24 @@ class _Context:
                           jit_compile=self.jit_compile)
 
     def fit_head_on_features(self):
-        from core.features import extract_features, feature_key
+        from core.features import cached_features, extract_features, feature_key
         from core.models import feature_extractor, head_of
+        from core.speed import record_speed
 
         started = time.perf_counter()
         self.reporter.stage("features")
         key = feature_key(self.dataset.id, self.spec.name, self.image_size, self.config.resize,
                           self.weights.fingerprint)
+        was_cached = cached_features(self.workspace, key) is not None
         features = extract_features(self.workspace, key, feature_extractor(self.model), self.dataset,
                                     image_size=self.image_size, resize=self.config.resize,
                                     batch_size=self.config.batch_size, reporter=self.reporter,
                                     meta={"backbone": self.spec.name, "weights": self.weights.description})
         self.timings["features_s"] = round(time.perf_counter() - started, 3)
-        runs.update_run(self.workspace, self.run_id, feature_key=key)
+        runs.update_run(self.workspace, self.run_id, feature_key=key, features_cached=was_cached)
+        if not was_cached:
+            count = sum(len(array) for array in features.values())
+            record_speed(self.workspace, self.spec.name, self.image_size, count / self.timings["features_s"])
         head = head_of(self.model)
         self.compile(head, self.config.learning_rate)
         batch_size = self.config.batch_size

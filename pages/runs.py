@@ -1,6 +1,85 @@
-"""Placeholder: being built."""
+"""Runs and export: compare experiments, open one, download or delete it."""
 
 import streamlit as st
 
-st.title("runs")
-st.info("This page is being built.")
+from core import runs
+from core.errors import StudioError
+from ui.charts import curves_figure
+from ui.jobs import get_manager
+from ui.runs_views import runs_table
+from ui.state import get_workspace, set_run_id
+
+st.title("Runs & export")
+workspace = get_workspace()
+manager = get_manager()
+
+running, queued = manager.running(), manager.queue()
+st.caption(f"Server queue: {len(running)} running, {len(queued)} waiting, at most {manager.max_jobs} at once.")
+for position, record in enumerate(queued, start=1):
+    st.caption(f"{position}. {record['run_id']} (waiting)")
+
+records = runs.list_runs(workspace)
+if not records:
+    st.info("No runs yet. Train a model on the Train page.")
+    st.stop()
+
+table = runs_table(records)
+event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
+                     key="runs_table")
+selected = [table.iloc[index]["run"] for index in event.selection.rows] if event else []
+if not selected:
+    st.caption("Select one or more runs in the table to compare their curves, open, download or delete them.")
+    st.stop()
+
+histories = {run_id: runs.load_history(workspace, run_id) for run_id in selected}
+histories = {run_id: history for run_id, history in histories.items() if history}
+if histories:
+    left, right = st.columns(2)
+    left.plotly_chart(curves_figure(histories, "loss"))
+    right.plotly_chart(curves_figure(histories, "accuracy"))
+
+if len(selected) > 1:
+    st.caption("Select a single run to open, download or delete it.")
+    st.stop()
+
+run_id = selected[0]
+record = next(r for r in records if r["run_id"] == run_id)
+st.subheader(run_id)
+has_model = runs.model_path(workspace, run_id).exists()
+cols = st.columns(4)
+if cols[0].button("Open in Evaluate", disabled=not has_model):
+    set_run_id(run_id)
+    st.switch_page("pages/evaluate.py")
+if cols[1].button("Open in Predict", disabled=not has_model):
+    set_run_id(run_id)
+    st.switch_page("pages/predict.py")
+if has_model:
+    cols[2].download_button("Download model (.keras)", runs.model_path(workspace, run_id).read_bytes(),
+                            file_name=f"{run_id}.keras", mime="application/octet-stream")
+if record["status"] in ("queued", "running"):
+    if cols[3].button("Stop"):
+        manager.stop(run_id)
+        st.rerun()
+elif st.session_state.get("confirm_delete") == run_id:
+    st.warning(f"Delete run {run_id} and its model for good?")
+    yes, no, _ = st.columns([1, 1, 4])
+    if yes.button("Yes, delete", type="primary"):
+        try:
+            runs.delete_run(workspace, run_id)
+        except StudioError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state.pop("confirm_delete", None)
+            st.session_state.pop("runs_table", None)
+            st.rerun()
+    if no.button("Cancel"):
+        st.session_state.pop("confirm_delete", None)
+        st.rerun()
+elif cols[3].button("Delete"):
+    st.session_state["confirm_delete"] = run_id
+    st.rerun()
+
+if record.get("error"):
+    st.error(record["error"])
+with st.expander("Run record"):
+    st.json(record)

@@ -1,6 +1,105 @@
-"""Placeholder: being built."""
+"""Train: pick a backbone and a strategy, start a background run, watch it live."""
 
 import streamlit as st
 
-st.title("train")
-st.info("This page is being built.")
+from core.backbones import get_backbone
+from core.config import PRESETS, TrainConfig
+from core.datasets import load_dataset
+from core.errors import StudioError
+from core.features import cached_features, feature_key
+from core.speed import estimate_seconds, known_speeds, measure_speed
+from core.weights import resolve_weights, weights_available
+from ui import train_views as views
+from ui.jobs import format_seconds, get_manager, snapshot
+from ui.state import get_dataset_id, get_run_id, get_workspace, set_run_id
+
+st.title("Train")
+workspace = get_workspace()
+manager = get_manager()
+
+run_id = get_run_id()
+current = snapshot(run_id) if run_id else None
+if current and current["record"]["status"] in views.ACTIVE:
+    st.subheader(f"Run {run_id}")
+    views.live_run(run_id)
+    st.stop()
+
+dataset_id = get_dataset_id()
+if not dataset_id:
+    st.info("Pick or upload a dataset on the Data page first.")
+    st.stop()
+try:
+    dataset = load_dataset(workspace, dataset_id)
+except StudioError as exc:
+    st.error(str(exc))
+    st.stop()
+
+if current:
+    with st.container(border=True):
+        st.subheader(f"Last run: {run_id}")
+        views.render_status(run_id, current["record"], current["progress"])
+        if current["history"]:
+            views.live_run(run_id)
+        left, right, _ = st.columns([1, 1, 3])
+        if left.button("Open in Evaluate", disabled=current["record"]["status"] not in ("done", "stopped")):
+            st.switch_page("pages/evaluate.py")
+        if right.button("Open in Predict", disabled=current["record"]["status"] not in ("done", "stopped")):
+            st.switch_page("pages/predict.py")
+
+st.caption(f"Dataset **{dataset.name}**: {len(dataset.entries)} images in {len(dataset.classes)} classes "
+           f"({', '.join(dataset.classes)}).")
+views.init_settings()
+
+st.subheader("1. Backbone")
+st.dataframe(views.backbone_table(workspace), hide_index=True, width="stretch")
+backbone = st.selectbox("Backbone", list(views.BACKBONES), key="train_backbone",
+                        help="MobileNetV2 is the recommended default: fast on a CPU and accurate on small data.")
+spec = get_backbone(backbone)
+
+st.subheader("2. Strategy")
+st.radio("Preset", list(PRESETS), key="train_preset", horizontal=True, index=None, on_change=views.apply_preset,
+         help="Quick: features + a few epochs. Balanced: more epochs. Best accuracy: adds fine-tuning.")
+strategy = views.strategy_picker()
+settings = views.render_advanced(spec)
+
+try:
+    config = TrainConfig(dataset_id=dataset.id, backbone=backbone, strategy=strategy, **settings)
+except StudioError as exc:
+    st.error(str(exc))
+    st.stop()
+
+size = config.image_size
+if config.weights == "imagenet" and config.strategy != "from-scratch":
+    if weights_available(spec, size):
+        st.caption(f"Weights: ImageNet, found on this machine ({spec.weights_file(size)}).")
+    else:
+        st.warning(f"ImageNet weights for {spec.display_name} at {size} px ({spec.weights_file(size)}) are not on "
+                   "this machine; the run will try to download them and fail if it cannot. Pick another backbone, "
+                   "place the file in the weights folder, or use from-scratch.")
+speed = known_speeds(workspace).get(f"{backbone}@{size}")
+fingerprint = "none" if config.weights == "none" else None
+if fingerprint is None and weights_available(spec, size):
+    fingerprint = resolve_weights(spec, size, "imagenet").fingerprint
+cached = bool(fingerprint) and cached_features(
+    workspace, feature_key(dataset.id, backbone, size, config.resize, fingerprint)) is not None
+estimate = estimate_seconds(config, images_per_s=speed, num_train=len(dataset.split_entries("train")),
+                            num_total=len(dataset.entries), features_cached=cached)
+left, right = st.columns([3, 1])
+if estimate is None:
+    left.caption(f"Estimated time: not known yet: {spec.display_name} at {size} px has not been timed here.")
+    if right.button("Measure speed"):
+        with st.spinner(f"Timing {spec.display_name}…"):
+            measure_speed(workspace, backbone, size)
+        st.rerun()
+else:
+    left.caption(f"Estimated time: about {format_seconds(estimate)} (measured {speed:.0f} images/s here"
+                 f"{'; image features already cached' if cached else ''}).")
+
+if st.button("Start training", type="primary"):
+    try:
+        new_run = manager.submit(config)
+    except StudioError as exc:
+        st.error(str(exc))
+    else:
+        set_run_id(new_run)
+        st.rerun()

@@ -1,0 +1,56 @@
+"""AppTest fixtures: a private workspace per test and fresh Streamlit caches."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core.workspace import WORKSPACE_ENV, Workspace
+
+
+@pytest.fixture
+def app_workspace(tmp_path, monkeypatch):
+    """A fresh workspace the app under test will use."""
+    monkeypatch.setenv(WORKSPACE_ENV, str(tmp_path / "workspace"))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield Workspace.open(tmp_path / "workspace")
+    from core.jobs import _MANAGERS
+
+    manager = _MANAGERS.pop(Workspace.open(tmp_path / "workspace").root, None)
+    if manager is not None:
+        manager.shutdown()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def sample_dataset(app_workspace):
+    from core.datasets import create_sample_dataset
+
+    return create_sample_dataset(app_workspace)
+
+
+def open_page(page: str, **session) -> AppTest:
+    """Run ``app.py`` switched to ``pages/<page>.py`` with ``session`` values set."""
+    at = AppTest.from_file("app.py", default_timeout=120)
+    for key, value in session.items():
+        at.session_state[key] = value
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def rerun_until(at: AppTest, condition, timeout: float = 300, interval: float = 1.0) -> AppTest:
+    """Rerun the app until ``condition(at)`` holds (a background job is being watched)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        if condition(at):
+            return at
+        time.sleep(interval)
+    raise AssertionError(f"condition not met in {timeout} s; page shows: {[m.value for m in at.markdown]}")

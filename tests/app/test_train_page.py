@@ -1,0 +1,58 @@
+"""The Train page: a tiny run shows curves and finishes; Stop ends one; a job error is shown."""
+
+from __future__ import annotations
+
+from tests.app.conftest import open_page, rerun_until
+
+
+def _texts(at) -> str:
+    parts = [e.value for e in (*at.success, *at.warning, *at.error, *at.info)]
+    return " | ".join(str(p) for p in parts)
+
+
+def _configure(at, **values):
+    at.selectbox(key="train_weights").set_value(values.pop("weights", "none"))
+    at.selectbox(key="train_image_size").set_value(96)
+    at.number_input(key="train_batch_size").set_value(16)
+    at.number_input(key="train_early_stopping_patience").set_value(0)
+    for key, value in values.items():
+        widget = at.radio(key=f"train_{key}") if key == "strategy" else at.number_input(key=f"train_{key}")
+        widget.set_value(value)
+    at.run()
+
+
+def _start(at):
+    next(b for b in at.button if b.label == "Start training").click()
+    at.run()
+
+
+def test_a_tiny_run_shows_curves_and_finishes(sample_dataset):
+    at = open_page("train", dataset=sample_dataset.id)
+    _configure(at, epochs=3)
+    _start(at)
+    at = rerun_until(at, lambda at: "Finished" in _texts(at))
+    assert len(at.get("plotly_chart")) >= 2
+    assert "best validation accuracy" in _texts(at)
+
+
+def test_stop_ends_a_running_job(sample_dataset):
+    at = open_page("train", dataset=sample_dataset.id)
+    _configure(at, strategy="from-scratch", epochs=300)
+    _start(at)
+    at = rerun_until(at, lambda at: any(b.label == "Stop" for b in at.button) and at.get("plotly_chart"))
+    next(b for b in at.button if b.label == "Stop").click()
+    at = rerun_until(at, lambda at: "Stopped" in _texts(at), timeout=120)
+
+
+def test_a_job_error_is_shown_with_details_and_the_form_keeps_its_values(sample_dataset):
+    at = open_page("train", dataset=sample_dataset.id)
+    at.selectbox(key="train_backbone").set_value("efficientnet_b0").run()
+    at.selectbox(key="train_image_size").set_value(128)
+    at.number_input(key="train_epochs").set_value(7)
+    at.run()
+    _start(at)
+    at = rerun_until(at, lambda at: at.error)
+    message = " ".join(e.value for e in at.error)
+    assert "efficientnetb0_notop.h5" in message
+    assert at.number_input(key="train_epochs").value == 7
+    assert at.selectbox(key="train_backbone").value == "efficientnet_b0"

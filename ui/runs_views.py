@@ -1,0 +1,29 @@
+"""Tables of the Runs page and the sidebar."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+
+
+def runs_table(records: list[dict]) -> pd.DataFrame:
+    """One row per run, newest first, with the columns a person compares runs by."""
+    rows = []
+    for record in records:
+        config = record.get("config", {})
+        accuracy = record.get("best_val_accuracy")
+        rows.append({
+            "when": time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("created_at", 0))),
+            "run": record["run_id"],
+            "dataset": record.get("dataset_id"),
+            "backbone": config.get("backbone"),
+            "strategy": config.get("strategy"),
+            "best val accuracy": None if accuracy is None else round(accuracy, 4),
+            "epochs": record.get("epochs_run"),
+            "duration (s)": (record.get("timings") or {}).get("total_s"),
+            "status": record.get("status"),
+            "weights": record.get("weights"),
+        })
+    return pd.DataFrame(rows, columns=["when", "run", "dataset", "backbone", "strategy", "best val accuracy",
+                                       "epochs", "duration (s)", "status", "weights"])

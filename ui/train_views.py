@@ -1,0 +1,153 @@
+"""Widgets of the Train page: backbone table, settings form, live view of a run."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.backbones import BACKBONES
+from core.config import PRESETS, STRATEGIES
+from core.speed import known_speeds
+from core.weights import weights_available
+from ui.charts import curves_figure
+from ui.jobs import format_seconds, get_manager, snapshot
+
+STRATEGY_HELP = {
+    "feature-extraction": "Keep the pretrained network frozen and train only a small classifier on the features it "
+                          "computes. Fastest; best for small datasets of everyday-looking photos (close to ImageNet).",
+    "fine-tune": "First train the classifier as in feature extraction, then unfreeze the top layers of the network and "
+                 "train them gently at a very low learning rate. Slower; gains accuracy with more data or with images "
+                 "unlike everyday photos (scans, microscopy, drawings).",
+    "from-scratch": "Start from random weights and train the whole network. The baseline that shows what transfer "
+                    "learning buys you: expect it to do much worse on small datasets.",
+}
+DEFAULTS = {"epochs": 10, "fine_tune_epochs": 5, "batch_size": 32, "learning_rate": 1e-3,
+            "fine_tune_learning_rate": 1e-5, "dropout": 0.2, "hidden_units": 0, "augment": False,
+            "class_weights": "auto", "early_stopping_patience": 5, "seed": 0, "weights": "imagenet",
+            "distribution": "auto", "resize": "squash"}
+ACTIVE = ("queued", "running")
+
+
+def backbone_table(workspace) -> pd.DataFrame:
+    """One row per registry backbone, with its speed and weights on this machine."""
+    speeds = known_speeds(workspace)
+    rows = []
+    for name, spec in BACKBONES.items():
+        speed = speeds.get(f"{name}@{spec.default_size}")
+        rows.append({
+            "backbone": name, "name": spec.display_name, "parameters (M)": round(spec.params / 1e6, 1),
+            "size (MB)": spec.size_mb, "input size": spec.default_size, "ImageNet top-1": spec.top1,
+            "speed here (img/s)": f"{speed:.0f}" if speed else "not measured", "ImageNet weights here": weights_available(spec, spec.default_size),
+            "good for": spec.guidance,
+        })
+    return pd.DataFrame(rows)
+
+
+def apply_preset() -> None:
+    """on_change of the preset picker: copy the preset's values into the settings widgets."""
+    preset = PRESETS.get(st.session_state.get("train_preset"), {})
+    for key, value in {**DEFAULTS, **preset}.items():
+        st.session_state[f"train_{key}"] = value
+
+
+def init_settings() -> None:
+    for key, value in DEFAULTS.items():
+        st.session_state.setdefault(f"train_{key}", value)
+    st.session_state.setdefault("train_strategy", "feature-extraction")
+
+
+def render_advanced(spec) -> dict:
+    """The Advanced expander: every setting the engine takes. Returns TrainConfig keyword arguments."""
+    s = st.session_state
+    sizes = list(spec.allowed_sizes)
+    if s.get("train_image_size") not in sizes:
+        s["train_image_size"] = spec.default_size
+    with st.expander("Advanced settings"):
+        a, b, c = st.columns(3)
+        a.selectbox("Input size (px)", sizes, key="train_image_size")
+        a.selectbox("Resize", ["squash", "crop", "pad"], key="train_resize",
+                    help="squash: stretch to a square; crop: centre crop; pad: letterbox with black bars")
+        a.number_input("Batch size", 1, 512, key="train_batch_size")
+        b.number_input("Epochs (phase 1)", 1, 500, key="train_epochs")
+        b.number_input("Fine-tuning epochs", 0, 500, key="train_fine_tune_epochs")
+        b.number_input("Layers to unfreeze", 1, 2000, value=spec.default_fine_tune_layers(),
+                       key=f"train_fine_tune_layers_{spec.name}",
+                       help="Top layers of the network trained in fine-tuning (BatchNorm stays frozen)")
+        c.number_input("Learning rate", 1e-6, 1.0, format="%.5f", key="train_learning_rate")
+        c.number_input("Fine-tuning learning rate", 1e-8, 1e-2, format="%.7f", key="train_fine_tune_learning_rate")
+        c.slider("Dropout", 0.0, 0.9, key="train_dropout")
+        a.number_input("Hidden units in the head (0 = none)", 0, 4096, key="train_hidden_units")
+        b.checkbox("Augment training images", key="train_augment",
+                   help="Random flips, rotation, zoom, shifts and contrast; slower (no feature cache)")
+        b.selectbox("Class weights", ["auto", "on", "off"], key="train_class_weights")
+        c.number_input("Early stopping patience (0 = off)", 0, 100, key="train_early_stopping_patience")
+        c.number_input("Seed", 0, 2**31 - 1, key="train_seed")
+        a.selectbox("Weights", ["imagenet", "none"], key="train_weights")
+        b.selectbox("Devices", ["auto", "default", "mirrored"], key="train_distribution",
+                    help="auto uses every GPU when there are several")
+    keys = [key for key in DEFAULTS] + ["image_size"]
+    values = {key: s[f"train_{key}"] for key in keys}
+    values["fine_tune_layers"] = int(s[f"train_fine_tune_layers_{spec.name}"])
+    for key in ("epochs", "fine_tune_epochs", "batch_size", "hidden_units", "early_stopping_patience", "seed",
+                "image_size"):
+        values[key] = int(values[key])
+    return values
+
+
+def strategy_picker() -> str:
+    strategy = st.radio("Strategy", STRATEGIES, key="train_strategy", horizontal=True)
+    st.caption(STRATEGY_HELP[strategy])
+    return strategy
+
+
+@st.fragment(run_every=1.0)
+def live_run(run_id: str) -> None:
+    """Status, progress with ETA, curves and Stop of one run, refreshed every second from its snapshot."""
+    snap = snapshot(run_id)
+    if snap is None:
+        st.warning(f"Run {run_id} no longer exists.")
+        return
+    record, history, progress = snap["record"], snap["history"], snap["progress"]
+    status = record["status"]
+    was_active = st.session_state.get(f"live_active_{run_id}")
+    st.session_state[f"live_active_{run_id}"] = status in ACTIVE
+    if was_active and status not in ACTIVE:
+        st.rerun(scope="app")
+    render_status(run_id, record, progress)
+    if history:
+        left, right = st.columns(2)
+        left.plotly_chart(curves_figure({run_id: history}, "loss"), key=f"loss_{run_id}")
+        right.plotly_chart(curves_figure({run_id: history}, "accuracy"), key=f"acc_{run_id}")
+
+
+def render_status(run_id: str, record: dict, progress: dict) -> None:
+    status = record["status"]
+    manager = get_manager()
+    if status == "queued":
+        position = manager.queue_position(run_id)
+        st.info(f"Waiting in the queue: position {position} of {len(manager.queue())} "
+                f"({len(manager.running())} running, at most {manager.max_jobs} at once).")
+    elif status == "running":
+        stage = progress.get("stage", "starting")
+        batch, of = progress.get("batch"), progress.get("of")
+        label = {"features": "Computing image features (once per dataset and backbone)"}.get(stage, stage)
+        if stage.startswith("phase"):
+            label = f"{stage}: epoch {progress.get('epoch', 1)} of {progress.get('total_epochs', '?')}"
+        if batch and of:
+            st.progress(min(batch / of, 1.0), text=f"{label}: batch {batch} of {of}, ETA "
+                                                   f"{format_seconds(progress.get('eta'))}")
+        else:
+            st.progress(0.0, text=f"{label}…")
+    elif status == "done":
+        st.success(f"Finished: best validation accuracy {record['best_val_accuracy']:.3f} after "
+                   f"{record['epochs_run']} epochs in {format_seconds(record['timings'].get('total_s'))}.")
+    elif status == "stopped":
+        st.warning(f"Stopped. {record.get('error') or 'The best model so far was kept.'}")
+    else:
+        st.error(f"Run {status}: {record.get('error')}")
+        if record.get("error_details"):
+            with st.expander("Details"):
+                st.code(record["error_details"])
+    if status in ACTIVE and st.button("Stop", key=f"stop_{run_id}", type="secondary"):
+        manager.stop(run_id)
+        st.toast("Stop requested: training ends after the current batch.")
