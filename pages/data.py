@@ -1,6 +1,82 @@
-"""Placeholder: being built."""
+"""Data: upload a zip (or take the sample), reopen or delete datasets, inspect the current one."""
 
 import streamlit as st
 
-st.title("data")
-st.info("This page is being built.")
+from core.datasets import create_sample_dataset, delete_dataset, ingest, list_datasets, load_dataset
+from core.errors import StudioError
+from ui import data_views as views
+from ui.state import get_dataset_id, get_workspace, set_dataset_id
+
+st.title("Data")
+st.write("Upload a zip with one folder per class (or `train/` and `val/` folders holding class folders, "
+         "or a `labels.csv`). Every image is checked and decoded; problems are listed below.")
+workspace = get_workspace()
+
+
+def _adopt(dataset) -> None:
+    if dataset is not None:
+        set_dataset_id(dataset.id)
+        st.session_state.pop("data_confirm_delete", None)
+
+
+left, right = st.columns([3, 1])
+uploaded = left.file_uploader("Zip of labelled images", type=["zip"], key="data_upload")
+if uploaded is not None and st.session_state.get("data_last_upload") != uploaded.file_id:
+    st.session_state["data_last_upload"] = uploaded.file_id  # ingest each upload once, not on every rerun
+    _adopt(views.run_with_progress(lambda progress: ingest(uploaded, workspace, progress=progress),
+                                   "Checking the zip", error_key="data_upload_error"))
+elif uploaded is not None and st.session_state.get("data_upload_error"):
+    with left:
+        views.show_error(st.session_state["data_upload_error"])
+right.write("No data at hand?")
+if right.button("Use the sample dataset", key="data_sample", help="Four classes of generated shapes, 50 each."):
+    _adopt(views.run_with_progress(lambda progress: create_sample_dataset(workspace, progress=progress),
+                                   "Drawing the sample images"))
+
+datasets = list_datasets(workspace)
+if datasets:
+    names = {d.id: f"{d.name}  ·  {len(d.entries)} images, {len(d.classes)} classes  ·  {d.id}" for d in datasets}
+    with st.expander(f"Your datasets ({len(datasets)})", expanded=get_dataset_id() is None):
+        labels = {label: dataset_id for dataset_id, label in names.items()}
+        chosen = labels[st.selectbox("Dataset", list(labels), key="data_pick")]
+        open_column, delete_column, _ = st.columns([1, 1, 4])
+        if open_column.button("Open", key="data_open"):
+            _adopt(next(d for d in datasets if d.id == chosen))
+        if delete_column.button("Delete…", key="data_delete"):
+            st.session_state["data_confirm_delete"] = chosen
+        pending = st.session_state.get("data_confirm_delete")
+        if pending in names:
+            st.warning("Delete this dataset and its stored images? Runs trained on it keep their models.")
+            st.text(names[pending])
+            yes, no, _ = st.columns([1, 1, 4])
+            if yes.button("Yes, delete", key="data_delete_yes", type="primary"):
+                try:
+                    delete_dataset(workspace, pending)
+                except StudioError as exc:
+                    views.show_error(str(exc))
+                st.session_state.pop("data_confirm_delete", None)
+                if get_dataset_id() == pending:
+                    set_dataset_id(None)
+                st.rerun()
+            if no.button("Cancel", key="data_delete_no"):
+                st.session_state.pop("data_confirm_delete", None)
+                st.rerun()
+
+dataset_id = get_dataset_id()
+if not dataset_id:
+    st.info("Upload a zip or use the sample dataset to begin.")
+    st.stop()
+try:
+    dataset = load_dataset(workspace, dataset_id)
+except StudioError as exc:
+    views.show_error(str(exc))
+    set_dataset_id(None)
+    st.stop()
+
+st.header("Current dataset")
+st.text(f"{dataset.name}  ({dataset.id})")
+views.render_overview(dataset)
+views.render_issues(dataset)
+views.render_thumbnails(dataset)
+views.render_duplicates(dataset)
+st.page_link("pages/train.py", label="Next: train a model on this dataset", icon="➡️")
