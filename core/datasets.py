@@ -114,9 +114,10 @@ def ingest(source, workspace: Workspace, *, val_fraction: float = 0.2, seed: int
     report(0.0, "Checking the upload")
     with open_source(source, workspace.tmp_dir, limits) as opened:
         dataset_id = _make_id(name or opened.name, opened.fingerprint, val_fraction, seed, limits)
-        if (workspace.datasets_dir / dataset_id / META).exists():
+        existing = _find_same_content(workspace, dataset_id)
+        if existing:
             report(1.0, "This upload was ingested before: reusing it")
-            return load_dataset(workspace, dataset_id)
+            return load_dataset(workspace, existing)
         staging = workspace.staging_dir(f"ingest-{dataset_id}-")
         try:
             records, summary = _build(opened.source, staging, val_fraction, seed, limits, report)
@@ -235,6 +236,14 @@ def _check_classes(layout: Layout, records: list[dict], rejected: list[dict]) ->
             raise DatasetError(
                 f"Class '{label}' has {count} usable image ({lost} rejected); each class needs at least 2. "
                 f"Add images to '{label}' or remove it.")
+
+
+def _find_same_content(workspace: Workspace, dataset_id: str) -> str | None:
+    """Id of a dataset built from the same bytes and parameters, whatever name it was given."""
+    digest = dataset_id.rsplit("-", 1)[1]
+    for meta in sorted(workspace.datasets_dir.glob(f"*-{digest}/{META}")):
+        return meta.parent.name
+    return None
 
 
 def _write_dataset(folder: Path, dataset_id: str, name: str, records: list[dict], summary: dict,

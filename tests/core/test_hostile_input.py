@@ -142,6 +142,7 @@ def test_entry_limit_is_configurable_with_an_environment_variable(tmp_path, work
     _refused(workspace, zip_path, "30,000 entries; the limit is 20,000")
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow warns; we reject
 @pytest.mark.parametrize(("width", "height"), [(12_000, 9_000), (40_000, 40_000)])
 def test_image_header_declaring_over_100_million_pixels_is_rejected_without_decoding(
         tmp_path, workspace, width, height):

@@ -130,6 +130,15 @@ def test_same_zip_again_reuses_the_dataset(tmp_path, workspace):
     assert ingest(zip_path, workspace, seed=1).id != first.id
 
 
+def test_same_bytes_under_another_name_reuse_the_dataset(tmp_path, workspace):
+    import io
+
+    data = make_zip(tmp_path / "p.zip", class_files()).read_bytes()
+    first = ingest(io.BytesIO(data), workspace, name="pets.zip")
+    again = ingest(io.BytesIO(data), workspace, name="copy of pets.zip")
+    assert again.id == first.id and len(list(workspace.datasets_dir.iterdir())) == 1
+
+
 def test_list_load_and_delete(tmp_path, workspace):
     a = ingest(make_zip(tmp_path / "a.zip", class_files()), workspace)
     b = ingest(make_zip(tmp_path / "b.zip", class_files(seed=5)), workspace)

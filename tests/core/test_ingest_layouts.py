@@ -120,3 +120,19 @@ def test_png_named_jpg_and_upper_case_extensions_are_read_by_content(tmp_path, w
              "b/z.JPEG": image_bytes(3, fmt="JPEG"), "b/w.Png": image_bytes(4)}
     dataset = ingest(make_zip(tmp_path / "ext.zip", files), workspace)
     assert len(dataset.entries) == 4 and dataset.summary["rejected"] == []
+
+
+def test_symbolic_links_in_a_folder_are_skipped_not_followed(tmp_path, workspace):
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(image_bytes(42))
+    for name, data in class_files().items():
+        path = tmp_path / "folder" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    (tmp_path / "folder" / "cats" / "link.png").symlink_to(secret)
+    (tmp_path / "folder" / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+    dataset = ingest(tmp_path / "folder", workspace)
+    assert len(dataset.entries) == 10
+    skipped = {item["file"]: item["reason"] for item in dataset.summary["skipped"]}
+    assert skipped == {"cats/link.png": "symbolic link (not followed)",
+                       "elsewhere": "symbolic link (not followed)"}
