@@ -1,0 +1,248 @@
+"""The embedding map: a dataset seen through a backbone's eyes, in 2-D, with likely label mistakes marked.
+
+Embeddings come from the same cache the training engine fills (``core.features``, same key), so a map
+after a run costs nothing more and a run after a map skips its feature extraction. The projection is
+PCA (NumPy SVD, signs fixed so the same input always draws the same picture) or, on request, t-SNE
+from scikit-learn. A point is flagged when most of its nearest neighbours (cosine) carry another
+label, or when a chosen run's model gets it wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.errors import ConfigError
+from core.workspace import Workspace
+
+METHODS = ("pca", "tsne")
+MAP_COLUMNS = ("file", "label", "split", "x", "y", "flagged", "reason", "neighbour_agreement")
+
+
+@dataclass(frozen=True)
+class EmbeddingSet:
+    """A dataset's embeddings in manifest order (split by split), with what identifies each row.
+
+    Attributes:
+        key: The ``core.features`` cache key they were read from.
+        files: Manifest ``file`` of each row (relative to the dataset folder).
+        sources: Original name of each image in the upload.
+        labels: Label of each row.
+        splits: Split of each row.
+        embeddings: float32 array (N, D).
+    """
+
+    key: str
+    files: tuple[str, ...]
+    sources: tuple[str, ...]
+    labels: tuple[str, ...]
+    splits: tuple[str, ...]
+    embeddings: np.ndarray
+
+
+def load_embeddings(workspace: Workspace, dataset, backbone: str = "mobilenet_v2", *, image_size: int | None = None,
+                    resize: str = "squash", weights: str = "imagenet", batch_size: int = 32) -> EmbeddingSet:
+    """The cached embeddings of ``dataset``, computed (and cached) first when missing.
+
+    Args:
+        workspace: Holds the feature cache.
+        dataset: A ``core.datasets.Dataset``.
+        backbone: Registry name of the base.
+        image_size: Input side; default the backbone's own.
+        resize: ``squash``, ``crop`` or ``pad``, as in training.
+        weights: ``imagenet`` or ``none``.
+        batch_size: Images per forward pass when computing.
+
+    Returns:
+        An ``EmbeddingSet``.
+
+    Raises:
+        ConfigError: an image size the backbone does not allow.
+        WeightsError: ImageNet weights asked for and not available.
+    """
+    from core.backbones import get_backbone
+    from core.features import cached_features, extract_features, feature_key
+    from core.weights import resolve_weights
+
+    spec = get_backbone(backbone)
+    size = int(image_size or spec.default_size)
+    if size not in spec.allowed_sizes:
+        raise ConfigError(f"image_size={size} is not allowed for {spec.display_name}; use one of "
+                          f"{', '.join(map(str, spec.allowed_sizes))}.")
+    resolved = resolve_weights(spec, size, weights)
+    key = feature_key(dataset.id, spec.name, size, resize, resolved.fingerprint)
+    features = cached_features(workspace, key)
+    if features is None:
+        from core.models import build_classifier, feature_extractor
+
+        model = build_classifier(spec, image_size=size, num_classes=max(2, len(dataset.classes)), weights=resolved)
+        features = extract_features(workspace, key, feature_extractor(model), dataset, image_size=size,
+                                    resize=resize, batch_size=batch_size,
+                                    meta={"backbone": spec.name, "weights": resolved.description})
+    entries = [entry for split in dataset.splits for entry in dataset.split_entries(split)]
+    arrays = [np.asarray(features[split], dtype=np.float32) for split in dataset.splits]
+    return EmbeddingSet(key=key, files=tuple(e.file for e in entries), sources=tuple(e.source for e in entries),
+                        labels=tuple(e.label for e in entries), splits=tuple(e.split for e in entries),
+                        embeddings=np.concatenate(arrays) if arrays else np.zeros((0, 0), np.float32))
+
+
+def project_pca(embeddings: np.ndarray, n_components: int = 2) -> np.ndarray:
+    """Principal-component coordinates (N, n_components); each axis' sign makes its largest loading positive."""
+    data = np.asarray(embeddings, dtype=np.float64)
+    result = np.zeros((len(data), n_components))
+    if len(data) < 2 or data.ndim != 2 or data.shape[1] == 0:
+        return result
+    centred = data - data.mean(axis=0)
+    _, singular, components = np.linalg.svd(centred, full_matrices=False)
+    count = min(n_components, len(singular))
+    components = components[:count]
+    signs = np.sign(components[np.arange(count), np.abs(components).argmax(axis=1)])
+    signs[signs == 0] = 1.0
+    result[:, :count] = centred @ (components * signs[:, None]).T
+    return result
+
+
+def project_tsne(embeddings: np.ndarray, *, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
+    """t-SNE coordinates (N, 2), seeded, initialised from PCA; fine for up to a few thousand points.
+
+    Raises:
+        ConfigError: fewer than 5 points (t-SNE needs a neighbourhood).
+    """
+    from sklearn.manifold import TSNE
+
+    data = np.asarray(embeddings, dtype=np.float64)
+    if len(data) < 5:
+        raise ConfigError(f"t-SNE needs at least 5 images; got {len(data)}. Use PCA for tiny datasets.")
+    perplexity = float(min(perplexity, (len(data) - 1) / 3))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+                learning_rate="auto").fit_transform(data)
+
+
+def nearest_neighbours(embeddings: np.ndarray, k: int = 5, chunk: int = 1024) -> np.ndarray:
+    """Indices (N, k) of each row's ``k`` most cosine-similar other rows, in rows of ``chunk`` at a time."""
+    data = np.asarray(embeddings, dtype=np.float64)
+    k = min(k, len(data) - 1)
+    if k < 1:
+        return np.zeros((len(data), 0), dtype=np.int64)
+    norms = np.linalg.norm(data, axis=1, keepdims=True)
+    unit = data / np.where(norms > 0, norms, 1.0)
+    found = np.empty((len(data), k), dtype=np.int64)
+    for start in range(0, len(data), chunk):
+        similarity = unit[start:start + chunk] @ unit.T
+        rows = np.arange(similarity.shape[0])
+        similarity[rows, start + rows] = -np.inf  # never your own neighbour
+        # stable sort so ties (e.g. duplicates) pick the same neighbours every time
+        found[start:start + chunk] = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    return found
+
+
+def flag_mislabelled(embeddings: np.ndarray, labels, *, k: int = 5, min_disagreement: float = 0.6,
+                     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Points whose nearest neighbours mostly carry another label.
+
+    Args:
+        embeddings: (N, D) array.
+        labels: N labels.
+        k: Neighbours looked at.
+        min_disagreement: Share of neighbours with another label that flags a point (0.6: 3 of 5).
+
+    Returns:
+        ``(flagged bool (N,), neighbour_agreement float (N,), reason str per point)``.
+    """
+    labels = np.asarray(labels, dtype=object)
+    neighbours = nearest_neighbours(embeddings, k)
+    if neighbours.shape[1] == 0:
+        return np.zeros(len(labels), bool), np.ones(len(labels)), [""] * len(labels)
+    neighbour_labels = labels[neighbours]
+    agreement = (neighbour_labels == labels[:, None]).mean(axis=1)
+    flagged = (1.0 - agreement) >= min_disagreement - 1e-9
+    reasons = []
+    for i, is_flagged in enumerate(flagged):
+        if not is_flagged:
+            reasons.append("")
+            continue
+        others = [name for name in neighbour_labels[i] if name != labels[i]]
+        common = max(sorted(set(others)), key=others.count)
+        reasons.append(f"{len(others)} of {neighbours.shape[1]} nearest neighbours are labelled '{common}'")
+    return flagged, agreement, reasons
+
+
+def run_mistakes(workspace: Workspace, run_id: str, dataset) -> dict[str, str]:
+    """``{manifest file: reason}`` for the images of ``dataset`` that run ``run_id``'s model gets wrong.
+
+    Raises:
+        ConfigError: the run was trained on another dataset (its classes may differ).
+        RunError: unknown run or a run without a model.
+    """
+    from core.evaluation import evaluate_run
+    from core.prediction import Predictor
+    from core.runs import load_run
+
+    trained_on = load_run(workspace, run_id)["config"]["dataset_id"]
+    if trained_on != dataset.id:
+        raise ConfigError(f"Run {run_id} was trained on dataset {trained_on}, not {dataset.id}; pick a run of "
+                          f"this dataset to mark the images its model gets wrong.")
+    predictor = Predictor.from_run(workspace, run_id)
+    by_path = {str(dataset.root / entry.file): entry.file for entry in dataset.entries}
+    wrong = {}
+    for split in dataset.splits:
+        result = evaluate_run(workspace, run_id, split, predictor=predictor)
+        for record in result.mistakes():
+            wrong[by_path.get(record["file"], record["file"])] = (
+                f"the model predicts '{record['predicted']}' ({record['confidence']:.0%})")
+    return wrong
+
+
+def build_embedding_map(workspace: Workspace, dataset, backbone: str = "mobilenet_v2", *,
+                        image_size: int | None = None, resize: str = "squash", weights: str = "imagenet",
+                        method: str = "pca", k: int = 5, min_disagreement: float = 0.6, run_id: str | None = None,
+                        seed: int = 0):
+    """The embedding map of ``dataset`` as a pandas DataFrame.
+
+    Columns: ``file, label, split, x, y, flagged, reason, neighbour_agreement`` (see ``MAP_COLUMNS``) plus
+    ``source`` (original name) and ``path`` (absolute path of the image, for thumbnails).
+
+    Raises:
+        ConfigError: unknown ``method``, a bad image size, or a run of another dataset.
+        WeightsError: ImageNet weights asked for and not available.
+    """
+    import pandas as pd
+
+    if method not in METHODS:
+        raise ConfigError(f"method={method!r} is not one of {', '.join(METHODS)}.")
+    found = load_embeddings(workspace, dataset, backbone, image_size=image_size, resize=resize, weights=weights)
+    coords = project_tsne(found.embeddings, seed=seed) if method == "tsne" else project_pca(found.embeddings)
+    flagged, agreement, reasons = flag_mislabelled(found.embeddings, found.labels, k=k,
+                                                   min_disagreement=min_disagreement)
+    if run_id:
+        wrong = run_mistakes(workspace, run_id, dataset)
+        for i, file in enumerate(found.files):
+            if file in wrong:
+                flagged[i] = True
+                reasons[i] = "; ".join(filter(None, [reasons[i], wrong[file]]))
+    return pd.DataFrame({
+        "file": found.files, "label": found.labels, "split": found.splits, "x": coords[:, 0], "y": coords[:, 1],
+        "flagged": flagged.astype(bool), "reason": reasons, "neighbour_agreement": agreement,
+        "source": found.sources, "path": [str(dataset.root / file) for file in found.files],
+    })
+
+
+def embeddings_csv(found: EmbeddingSet) -> bytes:
+    """CSV bytes: ``file, label, split, f0..fN`` with one row per image."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["file", "label", "split", *(f"f{i}" for i in range(found.embeddings.shape[1]))])
+    for row, (file, label, split) in enumerate(zip(found.files, found.labels, found.splits, strict=True)):
+        writer.writerow([file, label, split, *(repr(float(v)) for v in found.embeddings[row])])
+    return buffer.getvalue().encode("utf-8")
+
+
+def embeddings_npz(found: EmbeddingSet) -> bytes:
+    """``.npz`` bytes with arrays ``embeddings`` (N, D) float32, ``files``, ``labels``, ``splits`` (str)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, embeddings=found.embeddings.astype(np.float32), files=np.array(found.files, dtype=str),
+             labels=np.array(found.labels, dtype=str), splits=np.array(found.splits, dtype=str))
+    return buffer.getvalue()
