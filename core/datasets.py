@@ -1,8 +1,8 @@
 """Datasets in the workspace: ingest an upload, then load, list and delete what was ingested.
 
-A dataset lives in ``workspace/datasets/<id>/``: ``images/`` (normalized RGB JPEG copies, named
-by the hash of the original file), ``manifest.csv`` (file, label, split, sha256, width, height,
-source), ``summary.json`` (see :func:`core.summary.build_summary`) and ``dataset.json`` (id,
+A dataset lives in ``workspace/datasets/<id>/``: ``images/`` (normalized RGB JPEG copies, one per
+manifest row, so ``file`` is unique), ``manifest.csv`` (file, label, split, sha256, width, height,
+source), ``summary.json`` (see :func:`core.splits.build_summary`) and ``dataset.json`` (id,
 name, created_at, classes, parent_id). It is built in a staging folder under ``tmp/`` and
 renamed into place only when complete, so a failed or interrupted ingestion leaves nothing.
 """
@@ -47,7 +47,7 @@ _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}")
 class ManifestEntry:
     """One image of a dataset."""
 
-    file: str      # normalized copy, relative to Dataset.root, e.g. "images/3fa2....jpg"
+    file: str      # normalized copy, relative to Dataset.root, e.g. "images/000123.jpg"; unique
     label: str
     split: str     # "train" | "val" | "test"
     sha256: str    # hash of the ORIGINAL bytes
@@ -143,11 +143,12 @@ def _build(source, staging: Path, val_fraction: float, seed: int, limits: Ingest
                        for link in getattr(source, "links", [])]
     results = _decode_all(source, layout, staging / "images", limits, report)
     records, rejected = [], list(layout.rejected)
-    for item, result in zip(layout.files, results, strict=True):
+    for index, (item, result) in enumerate(zip(layout.files, results, strict=True)):
         if "reason" in result:
             rejected.append({"file": clean_text(item.name), "reason": result["reason"]})
         else:
-            records.append({**result, "label": item.label, "split": item.split, "source": clean_text(item.name)})
+            records.append({**result, "file": f"images/{index:06d}.jpg", "label": item.label, "split": item.split,
+                            "source": clean_text(item.name)})
     _check_classes(layout, records, rejected)
     records.sort(key=lambda record: (record["label"], record["source"]))
     generated = not any(record["split"] == "val" for record in records)
@@ -182,7 +183,8 @@ def _decode_all(source, layout: Layout, images_dir: Path, limits: IngestLimits, 
             except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
                 results[index] = {"reason": f"corrupt entry, cannot be extracted ({exc})"}
                 continue
-            pending[pool.submit(normalize_image, data, images_dir, limits)] = index
+            target = images_dir / f"{index:06d}.jpg"
+            pending[pool.submit(normalize_image, data, target, limits)] = index
         while pending:
             done += _collect(pending, results)
             _report_decoding(report, done, len(results))

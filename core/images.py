@@ -105,12 +105,17 @@ def is_grayscale(image: Image.Image) -> bool:
     return bool(spread.mean() < 8)
 
 
-def normalize_image(data: bytes, images_dir: Path, limits: IngestLimits) -> dict:
-    """Decode one uploaded file and store its normalized JPEG copy (named by content hash).
+def normalize_image(data: bytes, target: Path, limits: IngestLimits) -> dict:
+    """Decode one uploaded file and store its normalized copy (RGB JPEG, longest side capped).
+
+    Args:
+        data: the original bytes.
+        target: where the copy goes (written under a temporary name, then renamed).
+        limits: pixel, size and ``max_side`` limits.
 
     Returns:
-        ``{"sha256", "width", "height", "gray", "file"}`` on success, where ``file`` is relative to
-        the dataset folder; ``{"sha256", "reason"}`` when the file is rejected.
+        ``{"sha256", "width", "height", "gray"}`` (original upright size) on success;
+        ``{"sha256", "reason"}`` when the file is rejected.
     """
     sha256 = hashlib.sha256(data).hexdigest()
     try:
@@ -118,15 +123,12 @@ def normalize_image(data: bytes, images_dir: Path, limits: IngestLimits) -> dict
     except ImageRejected as exc:
         return {"sha256": sha256, "reason": str(exc)}
     width, height = image.size
-    relative = f"images/{sha256[:24]}.jpg"
-    target = images_dir.parent / relative
-    if not target.exists():
-        copy = image.copy()
-        copy.thumbnail((limits.max_side, limits.max_side), Image.Resampling.BICUBIC)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{id(copy)}")
-        copy.save(tmp, "JPEG", quality=JPEG_QUALITY)
-        os.replace(tmp, target)
-    return {"sha256": sha256, "width": width, "height": height, "gray": is_grayscale(image), "file": relative}
+    gray = is_grayscale(image)
+    image.thumbnail((limits.max_side, limits.max_side), Image.Resampling.BICUBIC)
+    tmp = target.with_name(f".{target.name}.tmp")
+    image.save(tmp, "JPEG", quality=JPEG_QUALITY)
+    os.replace(tmp, target)
+    return {"sha256": sha256, "width": width, "height": height, "gray": gray}
 
 
 def load_rgb_image(source, limits: IngestLimits | None = None) -> Image.Image:

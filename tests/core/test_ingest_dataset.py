@@ -21,7 +21,9 @@ def test_duplicates_within_class_across_classes_and_across_splits_are_grouped(tm
     files.update({"train/cats/dup_a.png": same, "train/cats/dup_b.png": same,
                   "train/cats/c1.png": conflict, "train/dogs/c2.png": conflict,
                   "train/dogs/l1.png": leak, "val/dogs/l2.png": leak})
-    summary = ingest(make_zip(tmp_path / "d.zip", files), workspace).summary
+    dataset = ingest(make_zip(tmp_path / "d.zip", files), workspace)
+    assert len({e.file for e in dataset.entries}) == len(dataset.entries)  # one stored copy per row
+    summary = dataset.summary
     kinds = {tuple(sorted(f["source"] for f in g["files"])): g["kinds"] for g in summary["duplicates"]}
     assert kinds == {("train/cats/dup_a.png", "train/cats/dup_b.png"): ["within_class"],
                      ("train/cats/c1.png", "train/dogs/c2.png"): ["conflicting_labels"],
