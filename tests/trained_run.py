@@ -33,7 +33,7 @@ def shared_tiny_run(tmp_path_factory) -> TinyRun:
     return _CACHE["run"]
 
 
-def make_tiny_run(root: Path, *, test_split: bool = False) -> TinyRun:
+def make_tiny_run(root: Path) -> TinyRun:
     """Ingest generated images and train a small raw-pixels-in classifier into a run folder."""
     import keras
 
@@ -53,6 +53,28 @@ def make_tiny_run(root: Path, *, test_split: bool = False) -> TinyRun:
     model.save(runs.model_path(workspace, run_id))
     runs.update_run(workspace, run_id, status="done", epochs_run=30, best_val_accuracy=None)
     return TinyRun(workspace, run_id, dataset, root / "tiny-source")
+
+
+def copy_run_to_dataset(run: TinyRun, dataset) -> str:
+    """A new finished run on ``dataset`` (same classes) holding a copy of ``run``'s model."""
+    import shutil
+
+    from core import runs
+    from core.config import TrainConfig
+
+    config = TrainConfig(dataset_id=dataset.id, backbone="mobilenet_v2", image_size=IMAGE_SIZE, weights="none")
+    run_id = runs.create_run(run.workspace, config, classes=dataset.classes, status="done")
+    shutil.copy(runs.model_path(run.workspace, run.run_id), runs.model_path(run.workspace, run_id))
+    return run_id
+
+
+def ingest_with_test_split(workspace, root: Path):
+    """A dataset from train/ and test/ folders of generated images (so it has a test split)."""
+    from core.datasets import ingest
+
+    make_class_folders(root / "split-source" / "train", per_class=8, size=40, seed=3)
+    make_class_folders(root / "split-source" / "test", per_class=3, size=40, seed=4)
+    return ingest(root / "split-source", workspace, val_fraction=0.25, seed=0)
 
 
 def _small_classifier(num_classes: int):
@@ -75,4 +97,3 @@ def _arrays(dataset, split: str):
     return x, dataset.label_indices(split)
 
 
-__all__ = ["TinyRun", "make_class_folders", "make_tiny_run", "shared_tiny_run"]

@@ -101,3 +101,51 @@ def test_mismatched_shapes_raise_config_error():
         evaluate_predictions([0, 1], [[0.5, 0.5], [0.5, 0.5]], CLASSES)
     with pytest.raises(ConfigError, match="2 labels and 1 predictions"):
         evaluate_predictions([0, 1], [[0.5, 0.25, 0.25]], CLASSES)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from tests.trained_run import shared_tiny_run
+
+    return shared_tiny_run(tmp_path_factory)
+
+
+def test_evaluate_run_on_validation_split_matches_predictor(tiny):
+    from core.evaluation import evaluate_run
+    from core.prediction import Predictor
+
+    result = evaluate_run(tiny.workspace, tiny.run_id)
+    paths = tiny.dataset.paths("val")
+    probs = Predictor.from_run(tiny.workspace, tiny.run_id).predict_probabilities(paths)
+    expected = np.mean(probs.argmax(1) == tiny.dataset.label_indices("val"))
+    assert result.split == "val" and result.run_id == tiny.run_id and result.classes == tiny.dataset.classes
+    assert result.num_images == len(paths) and result.accuracy == pytest.approx(expected)
+    assert [r["file"] for r in result.records] == [str(p) for p in paths]
+    assert sum(map(sum, result.confusion)) == len(paths)
+
+
+def test_evaluate_run_test_split_only_when_dataset_has_one(tiny, tmp_path):
+    from core.evaluation import evaluate_run
+    from tests.trained_run import copy_run_to_dataset, ingest_with_test_split
+
+    with pytest.raises(ConfigError, match="no 'test' split"):
+        evaluate_run(tiny.workspace, tiny.run_id, split="test")
+    dataset = ingest_with_test_split(tiny.workspace, tmp_path)
+    assert "test" in dataset.splits
+    run_id = copy_run_to_dataset(tiny, dataset)
+    result = evaluate_run(tiny.workspace, run_id, split="test")
+    assert result.split == "test" and result.num_images == len(dataset.paths("test")) == 9
+
+
+def test_evaluate_run_without_model_is_a_run_error(tiny):
+    from core import runs
+    from core.config import TrainConfig
+    from core.errors import RunError
+    from core.evaluation import evaluate_run
+
+    config = TrainConfig(dataset_id=tiny.dataset.id, image_size=32, weights="none")
+    run_id = runs.create_run(tiny.workspace, config, classes=tiny.dataset.classes, status="failed")
+    with pytest.raises(RunError, match="no saved model"):
+        evaluate_run(tiny.workspace, run_id)
+    with pytest.raises(RunError, match="does not exist"):
+        evaluate_run(tiny.workspace, "missing-run")
