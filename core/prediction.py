@@ -125,6 +125,11 @@ class Predictor:
             self._forward = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
         return np.asarray(self._forward(np.asarray(batch, dtype=np.float32)), dtype=np.float32)
 
+    def warm_up(self) -> Predictor:
+        """Trace the forward pass now (a few seconds for a large backbone) so the first answer is quick."""
+        self.predict_arrays(np.zeros((1, self.image_size, self.image_size, 3), dtype=np.float32))
+        return self
+
     def predict_probabilities(self, images, batch_size: int = 32) -> np.ndarray:
         """Probabilities (N, C) for a list of images, prepared and run ``batch_size`` at a time."""
         chunks = [probs for _, probs in self._iter_batches(list(images), batch_size, on_error="raise")]
@@ -218,6 +223,36 @@ def results_frame(results: list[dict]):
 def results_csv(results: list[dict]) -> bytes:
     """Prediction results as CSV bytes (for a download button or a file)."""
     return results_frame(results).to_csv(index=False).encode("utf-8")
+
+
+def images_from_zip(source, tmp_dir, *, max_images: int = 1000) -> list[tuple[str, bytes]]:
+    """The image files of a zip (path or upload) as ``(name, bytes)`` pairs, ready for ``predict_images``.
+
+    The zip goes through the same safety checks as dataset ingestion; non-image entries and
+    junk (``__MACOSX/``, hidden files) are skipped.
+
+    Raises:
+        DatasetError: an unsafe or unreadable zip, no images in it, or more than ``max_images``.
+    """
+    from core.archive import IngestLimits, open_source
+    from core.errors import DatasetError
+    from core.layout import IMAGE_EXTENSIONS
+
+    with open_source(source, Path(tmp_dir), IngestLimits.from_env()) as opened:
+        names = [f.name for f in opened.source.files()
+                 if Path(f.name).suffix.lower() in IMAGE_EXTENSIONS and not _is_junk(f.name)]
+        if not names:
+            raise DatasetError(f"'{opened.name}' holds no image files (JPEG, PNG, GIF, BMP, WebP, TIFF). "
+                               "Zip the images themselves, or upload them one by one.")
+        if len(names) > max_images:
+            raise DatasetError(f"'{opened.name}' holds {len(names)} images; at most {max_images} can be "
+                               "predicted at once. Split the zip into smaller ones.")
+        return [(name, opened.source.read(name)) for name in names]
+
+
+def _is_junk(name: str) -> bool:
+    parts = name.split("/")
+    return parts[0] == "__MACOSX" or any(part.startswith(".") for part in parts)
 
 
 class _BundleFiles:

@@ -120,3 +120,26 @@ def test_load_dispatches_and_explains_unknown_sources(tiny, tmp_path):
 def test_class_count_must_match_model_outputs(predictor):
     with pytest.raises(ExportError, match="3 outputs but 2 class names"):
         Predictor(predictor.model, ["a", "b"])
+
+
+def test_images_from_zip_skips_junk_and_feeds_predict_images(predictor, tiny, tmp_path):
+    import zipfile
+
+    from core.prediction import images_from_zip
+
+    path = tmp_path / "batch.zip"
+    val = tiny.dataset.paths("val")[:2]
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.write(val[0], "photos/a.jpg")
+        archive.write(val[1], "photos/b.jpg")
+        archive.writestr("photos/readme.txt", "hello")
+        archive.writestr("__MACOSX/photos/._a.jpg", "junk")
+    images = images_from_zip(path, tmp_path)
+    assert [name for name, _ in images] == ["photos/a.jpg", "photos/b.jpg"]
+    results = predictor.predict_images(images)
+    assert [r["file"] for r in results] == ["photos/a.jpg", "photos/b.jpg"]
+    assert [r["label"] for r in results] == [r["label"] for r in predictor.predict_images(val)]
+    with zipfile.ZipFile(tmp_path / "none.zip", "w") as archive:
+        archive.writestr("notes.txt", "no images")
+    with pytest.raises(DatasetError, match="no image files"):
+        images_from_zip(tmp_path / "none.zip", tmp_path)
