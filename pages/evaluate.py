@@ -1,6 +1,81 @@
-"""Placeholder: being built."""
+"""Evaluate: how good a run is on its validation (or test) images, where it fails and why."""
 
 import streamlit as st
 
-st.title("evaluate")
-st.info("This page is being built.")
+from core.datasets import load_dataset
+from core.errors import StudioError
+from ui import evaluate_views as views
+from ui.state import get_run_id, get_workspace, set_run_id
+
+st.title("Evaluate")
+workspace = get_workspace()
+
+finished = views.finished_runs(workspace)
+if not finished:
+    st.info("No trained model yet. Train one on the Train page, then come back here.")
+    st.stop()
+
+run_ids = [record["run_id"] for record in finished]
+current = get_run_id()
+left, right = st.columns([3, 1])
+run_id = left.selectbox("Run", run_ids, index=run_ids.index(current) if current in run_ids else 0, key="eval_run")
+if run_id != current:
+    set_run_id(run_id)
+record = next(r for r in finished if r["run_id"] == run_id)
+
+try:
+    dataset = load_dataset(workspace, record["config"]["dataset_id"])
+except StudioError as exc:
+    st.error(str(exc))
+    st.stop()
+splits = [split for split in ("val", "test") if split in dataset.splits and dataset.split_entries(split)]
+if not splits:
+    st.error(f"Dataset {dataset.id} has no validation or test images to evaluate on.")
+    st.stop()
+split = right.selectbox("Images", splits, format_func=views.SPLIT_NAMES.get, key="eval_split")
+
+try:
+    result = views.evaluation(workspace, run_id, split)
+except StudioError as exc:
+    st.error(str(exc))
+    st.stop()
+
+cols = st.columns(4)
+cols[0].metric("Accuracy", f"{result.accuracy:.1%}")
+cols[1].metric("Macro F1", f"{result.macro_f1:.3f}")
+cols[2].metric("Images", result.num_images)
+cols[3].metric("Mistakes", sum(not r["correct"] for r in result.records))
+
+st.subheader("Per class")
+st.dataframe(views.per_class_table(result), hide_index=True, width="stretch")
+
+left, right = st.columns(2)
+with left:
+    event = st.plotly_chart(views.confusion_figure(result), on_select="rerun", selection_mode="points",
+                            key=f"eval_confusion_{run_id}_{split}")
+with right:
+    st.plotly_chart(views.threshold_figure(result))
+    st.caption("Answers below the threshold would be reported as \"unknown\": coverage is the share still "
+               "answered, accuracy is measured on those.")
+
+gradcam = st.toggle("Show Grad-CAM (where the model looks)", key="eval_gradcam",
+                    disabled=not views.gradcam_available(),
+                    help="Highlights the image regions that drove the predicted class.")
+
+st.subheader("Images behind a cell")
+classes = list(result.classes)
+true_key, predicted_key = f"eval_true_{run_id}", f"eval_predicted_{run_id}"
+clicked = views.selected_cell(event, classes)
+if clicked and st.session_state.get("eval_last_click") != clicked:
+    st.session_state["eval_last_click"] = clicked  # a new click moves the selectboxes to that cell
+    st.session_state[true_key], st.session_state[predicted_key] = clicked
+pick_true, pick_predicted, _ = st.columns([1, 1, 2])
+true_label = pick_true.selectbox("True class", classes, key=true_key)
+predicted_label = pick_predicted.selectbox("Predicted class", classes, key=predicted_key)
+views.show_gallery(workspace, run_id, result.records_in_cell(true_label, predicted_label), gradcam=gradcam,
+                   limit=12, empty=f"No {views.SPLIT_NAMES[split]} image of {true_label} was predicted as "
+                                   f"{predicted_label}.")
+
+st.subheader("Mistakes, most confident first")
+views.show_gallery(workspace, run_id, result.mistakes(), gradcam=gradcam, limit=12,
+                   empty="No mistakes on these images.")

@@ -1,0 +1,79 @@
+"""The Evaluate page in AppTest on one tiny finished run shared by the module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core.evaluation import evaluate_run
+from core.workspace import WORKSPACE_ENV
+from tests.trained_run import make_tiny_run
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = make_tiny_run(tmp_path_factory.mktemp("evaluate-page"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(WORKSPACE_ENV, str(run.workspace.root))
+        st.cache_resource.clear()
+        st.cache_data.clear()
+        yield run
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+def open_page(page: str, **session) -> AppTest:
+    """Like conftest.open_page, with an absolute app path (a relative one resolves against conftest.py)."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    for key, value in session.items():
+        at.session_state[key] = value
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _table(at, column: str):
+    return next(frame.value for frame in at.dataframe if column in frame.value.columns)
+
+
+def test_evaluate_page_shows_accuracy_per_class_table_and_confusion_matrix(tiny_run):
+    at = open_page("evaluate", run=tiny_run.run_id)
+    assert not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == str(len(tiny_run.dataset.paths("val")))
+    assert metrics["Accuracy"].endswith("%")
+    table = _table(at, "precision")
+    assert list(table["class"]) == list(tiny_run.dataset.classes)
+    assert table["support"].sum() == len(tiny_run.dataset.paths("val"))
+    assert len(at.get("plotly_chart")) == 2  # confusion matrix and accuracy vs threshold
+
+
+def _captions(at) -> list[str]:
+    return [caption for element in at.get("image") for caption in element.captions]
+
+
+def test_picking_a_cell_with_the_selectboxes_shows_its_images(tiny_run):
+    expected = evaluate_run(tiny_run.workspace, tiny_run.run_id, "val").records_in_cell("green", "green")
+    assert expected, "the tiny run should get some green images right"
+    at = open_page("evaluate", run=tiny_run.run_id)
+    at.selectbox(key=f"eval_true_{tiny_run.run_id}").set_value("green")
+    at.selectbox(key=f"eval_predicted_{tiny_run.run_id}").set_value("green").run()
+    assert not at.exception and not at.error
+    # Correct answers never appear among the mistakes, so these captions come from the cell gallery only.
+    cell = [c for c in _captions(at) if "true green, predicted green" in c]
+    assert sorted(c.split(":")[0] for c in cell) == sorted(Path(r["file"]).name for r in expected)
+
+
+def test_evaluate_page_without_runs_says_to_train_first(tmp_path, monkeypatch):
+    monkeypatch.setenv(WORKSPACE_ENV, str(tmp_path / "empty"))
+    st.cache_resource.clear()
+    at = open_page("evaluate")
+    assert "Train page" in at.info[0].value
+    st.cache_resource.clear()

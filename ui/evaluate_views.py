@@ -1,0 +1,149 @@
+"""Evaluate page helpers: cached evaluation and models, plotly figures, image galleries with Grad-CAM."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import runs
+from core.errors import StudioError
+from core.evaluation import EvaluationResult, evaluate_run
+from core.prediction import Predictor
+from core.workspace import Workspace
+
+SPLIT_NAMES = {"val": "validation", "test": "test"}
+GALLERY_COLUMNS = 4
+
+
+def finished_runs(workspace: Workspace) -> list[dict]:
+    """Records of runs that saved a model, newest first."""
+    return [r for r in runs.list_runs(workspace)
+            if r.get("status") not in runs.ACTIVE_STATUSES and runs.model_path(workspace, r["run_id"]).exists()]
+
+
+def _model_stamp(workspace: Workspace, run_id: str) -> float:
+    """Changes when a run's model file changes, so caches keyed by it never serve a stale model."""
+    path = runs.model_path(workspace, run_id)
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def _run_predictor(root: str, run_id: str, stamp: float) -> Predictor:
+    return Predictor.from_run(Workspace.open(root), run_id)
+
+
+def run_predictor(workspace: Workspace, run_id: str) -> Predictor:
+    """The run's model, loaded once per server (read-only afterwards)."""
+    return _run_predictor(str(workspace.root), run_id, _model_stamp(workspace, run_id))
+
+
+@st.cache_data(max_entries=16, show_spinner="Running the model over the images…")
+def _evaluation(root: str, run_id: str, split: str, stamp: float) -> EvaluationResult:
+    workspace = Workspace.open(root)
+    return evaluate_run(workspace, run_id, split, predictor=_run_predictor(root, run_id, stamp))
+
+
+def evaluation(workspace: Workspace, run_id: str, split: str) -> EvaluationResult:
+    """Metrics of a run on a split, computed once per (run, split, model file)."""
+    return _evaluation(str(workspace.root), run_id, split, _model_stamp(workspace, run_id))
+
+
+def confusion_figure(result: EvaluationResult) -> go.Figure:
+    """Heatmap of counts (true classes down, predicted across) with a clickable point on each cell.
+
+    Plotly heatmaps send no selection events to Streamlit, so an invisible scatter marker sits on
+    every cell; clicking a cell selects its marker, whose x / y are the predicted / true class.
+    """
+    classes = list(result.classes)
+    counts = np.asarray(result.confusion)
+    figure = go.Figure(go.Heatmap(z=counts, x=classes, y=classes, colorscale="Blues", showscale=False,
+                                  hoverinfo="skip"))
+    xs = [c for _ in classes for c in classes]
+    ys = [t for t in classes for _ in classes]
+    labels = [str(v) for v in counts.reshape(-1)]
+    figure.add_scatter(
+        x=xs, y=ys, mode="markers+text", text=labels, textfont={"size": 14},
+        marker={"symbol": "square", "size": max(18, 240 // max(1, len(classes))), "color": "rgba(0,0,0,0)"},
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{text} images<extra></extra>", showlegend=False,
+    )
+    figure.update_layout(height=max(320, 60 * len(classes) + 120), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                         title="Confusion matrix (click a cell)", clickmode="event+select", dragmode=False)
+    figure.update_xaxes(title="predicted", type="category", side="bottom")
+    figure.update_yaxes(title="true", type="category", autorange="reversed")
+    return figure
+
+
+def selected_cell(event, classes) -> tuple[str, str] | None:
+    """(true, predicted) of the clicked confusion-matrix cell, if any."""
+    selection = getattr(event, "selection", None) or {}
+    points = selection.get("points") or []
+    for point in points:
+        true, predicted = point.get("y"), point.get("x")
+        if true in classes and predicted in classes:
+            return str(true), str(predicted)
+    return None
+
+
+def threshold_figure(result: EvaluationResult) -> go.Figure:
+    """Accuracy on the kept answers and coverage, as the confidence threshold rises."""
+    rows = result.thresholds
+    xs = [row["threshold"] for row in rows]
+    figure = go.Figure()
+    figure.add_scatter(x=xs, y=[row["accuracy"] for row in rows], mode="lines+markers", name="accuracy")
+    figure.add_scatter(x=xs, y=[row["coverage"] for row in rows], mode="lines+markers", name="coverage",
+                       line={"dash": "dot"})
+    figure.update_layout(title="Accuracy vs confidence threshold", height=360, xaxis_title="threshold",
+                         margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.25})
+    figure.update_yaxes(range=[0, 1.02])
+    return figure
+
+
+def per_class_table(result: EvaluationResult):
+    frame = result.per_class_frame()
+    return frame.round({"precision": 3, "recall": 3, "f1": 3})
+
+
+def gradcam_available() -> bool:
+    return importlib.util.find_spec("core.gradcam") is not None
+
+
+def gradcam_overlay(model, prepared: np.ndarray, class_index: int) -> np.ndarray:
+    """Grad-CAM heatmap of ``class_index`` blended over the prepared image, as uint8 RGB."""
+    from core.gradcam import compute_gradcam, overlay_heatmap
+
+    heatmap = compute_gradcam(model, prepared, class_index=class_index)
+    return np.asarray(overlay_heatmap(prepared, heatmap), dtype=np.uint8)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _file_gradcam(root: str, run_id: str, stamp: float, file: str, class_name: str) -> np.ndarray:
+    predictor = _run_predictor(root, run_id, stamp)
+    return gradcam_overlay(predictor.model, predictor.prepare(file), predictor.classes.index(class_name))
+
+
+def show_gallery(workspace: Workspace, run_id: str, records: list[dict], *, gradcam: bool, limit: int,
+                 empty: str) -> None:
+    """Images of ``records`` in a grid, captioned with true / predicted label and probability."""
+    if not records:
+        st.caption(empty)
+        return
+    stamp = _model_stamp(workspace, run_id)
+    shown = records[:limit]
+    columns = st.columns(GALLERY_COLUMNS)
+    for position, record in enumerate(shown):
+        caption = f"{Path(record['file']).name}: true {record['true']}, predicted {record['predicted']} " \
+                  f"({record['confidence']:.0%})"
+        with columns[position % GALLERY_COLUMNS]:
+            image = record["file"]
+            if gradcam:
+                try:
+                    image = _file_gradcam(str(workspace.root), run_id, stamp, record["file"], record["predicted"])
+                except StudioError as exc:
+                    st.error(str(exc))
+            st.image(image, caption=caption, width="stretch")
+    if len(records) > len(shown):
+        st.caption(f"Showing {len(shown)} of {len(records)} images.")
