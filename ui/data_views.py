@@ -112,7 +112,8 @@ def render_overview(dataset: Dataset) -> None:
     columns[0].metric("Classes", len(dataset.classes))
     columns[1].metric("Images", summary["total_images"])
     columns[2].metric("Splits", " / ".join(dataset.splits))
-    columns[3].metric("Imbalance (largest : smallest)", f"{summary['imbalance_ratio']:.1f} : 1")
+    columns[3].metric("Imbalance", f"{summary['imbalance_ratio']:.1f} : 1",
+                      help="Images in the largest class per image in the smallest class.")
     st.plotly_chart(counts_figure(summary), key="data-counts")
     table = pd.DataFrame(summary["counts"]).fillna(0).astype(int)
     table.index.name = "class"
@@ -133,12 +134,14 @@ def render_issues(dataset: Dataset) -> None:
     summary = dataset.summary
     st.subheader("Warnings")
     if summary["warnings"]:
-        st.dataframe(warnings_frame(summary), hide_index=True, key="data-warnings")
+        st.dataframe(warnings_frame(summary), hide_index=True, key="data-warnings",
+                     column_config={"message": st.column_config.TextColumn(width="large")})
     else:
         st.success("No warnings: classes are balanced, large enough and free of duplicates.")
     st.subheader("Rejected files")
     if summary["rejected"]:
-        st.dataframe(issues_frame(summary["rejected"]), hide_index=True, key="data-rejected")
+        st.dataframe(issues_frame(summary["rejected"]), hide_index=True, key="data-rejected",
+                     column_config={"reason": st.column_config.TextColumn(width="large")})
     else:
         st.text("None: every image file could be decoded.")
     if summary["skipped"]:

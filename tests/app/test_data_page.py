@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from tests.core.test_ingest_support import class_files, make_zip
@@ -15,15 +14,13 @@ TIMEOUT = 120
 
 
 @pytest.fixture
-def app(tmp_path, monkeypatch):
-    monkeypatch.setenv("TRANSFER_STUDIO_WORKSPACE", str(tmp_path / "workspace"))
-    st.cache_resource.clear()  # get_workspace() is cached per process
+def app(app_workspace):
+    """The app switched to the Data page, on a private workspace (see tests/app/conftest.py)."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
     at.switch_page("pages/data.py").run()
     assert not at.exception
-    yield at
-    st.cache_resource.clear()
+    return at
 
 
 def _current(at) -> str:
