@@ -16,17 +16,14 @@ import os
 import re
 import shutil
 import time
-import zipfile
-import zlib
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from core.archive import IngestLimits, clean_text, open_source
-from core.errors import DatasetError, WorkspaceError
-from core.images import normalize_image
+from core.errors import DatasetError
+from core.images import normalize_files
 from core.layout import Layout, detect_layout
 from core.splits import SPLIT_ORDER, SplitItem, assign_splits, build_summary, check_val_fraction
 from core.workspace import Workspace, atomic_write_bytes, atomic_write_json, read_json
@@ -141,7 +138,7 @@ def _build(source, staging: Path, val_fraction: float, seed: int, limits: Ingest
     layout = detect_layout([item.name for item in source.files()], source.read)
     layout.skipped += [{"file": clean_text(link), "reason": "symbolic link (not followed)"}
                        for link in getattr(source, "links", [])]
-    results = _decode_all(source, layout, staging / "images", limits, report)
+    results = normalize_files(source, [item.name for item in layout.files], staging / "images", limits, report)
     records, rejected = [], list(layout.rejected)
     for index, (item, result) in enumerate(zip(layout.files, results, strict=True)):
         if "reason" in result:
@@ -159,55 +156,6 @@ def _build(source, staging: Path, val_fraction: float, seed: int, limits: Ingest
     summary = build_summary(records, layout=layout.kind, skipped=layout.skipped, rejected=rejected,
                             val_fraction=val_fraction, seed=seed, generated_split=generated)
     return records, summary
-
-
-def _decode_all(source, layout: Layout, images_dir: Path, limits: IngestLimits, report) -> list[dict]:
-    """Decode every labelled file on a thread pool (Pillow releases the GIL), few files in flight."""
-    sizes = {item.name: item.size for item in source.files()}
-    results: list[dict | None] = [None] * len(layout.files)
-    workers = limits.workers()
-    pending: dict = {}
-    done = 0
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
-    try:
-        for index, item in enumerate(layout.files):
-            while len(pending) >= 2 * workers:
-                done += _collect(pending, results)
-                _report_decoding(report, done, len(results))
-            if sizes[item.name] > limits.max_file_bytes:
-                results[index] = {"reason": f"file of {sizes[item.name]:,} bytes is over the limit of "
-                                            f"{limits.max_file_bytes:,} (TRANSFER_STUDIO_MAX_FILE_BYTES)"}
-                continue
-            try:
-                data = source.read(item.name)
-            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-                results[index] = {"reason": f"corrupt entry, cannot be extracted ({exc})"}
-                continue
-            target = images_dir / f"{index:06d}.jpg"
-            pending[pool.submit(normalize_image, data, target, limits)] = index
-        while pending:
-            done += _collect(pending, results)
-            _report_decoding(report, done, len(results))
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return results
-
-
-def _collect(pending: dict, results: list) -> int:
-    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-    for future in finished:
-        index = pending.pop(future)
-        try:
-            results[index] = future.result()
-        except OSError as exc:
-            raise WorkspaceError(f"Cannot write the normalized images into the workspace: "
-                                 f"{exc.strerror or exc}. Free some disk space and try again.") from exc
-    return len(finished)
-
-
-def _report_decoding(report, done: int, total: int) -> None:
-    if total and (done == total or done % max(1, total // 100) == 0):
-        report(0.02 + 0.93 * done / total, f"Decoded {done:,} of {total:,} images")
 
 
 def _check_classes(layout: Layout, records: list[dict], rejected: list[dict]) -> None:

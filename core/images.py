@@ -11,17 +11,21 @@ import hashlib
 import io
 import os
 import warnings
+import zipfile
+import zlib
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.archive import IngestLimits, clean_text
-from core.errors import ConfigError, DatasetError
+from core.errors import ConfigError, DatasetError, WorkspaceError
 
 RESIZE_MODES = ("squash", "crop", "pad")
 PAD_COLOR = (0, 0, 0)  # "pad" letterboxes with black, like tf.image.resize_with_pad
 JPEG_QUALITY = 90
+MAX_BYTES_IN_FLIGHT = 256 * 1024**2  # original bytes read but not yet decoded
 
 # decode_image enforces its own, lower pixel limit from the header; Pillow's warning would only be noise.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -129,6 +133,83 @@ def normalize_image(data: bytes, target: Path, limits: IngestLimits) -> dict:
     image.save(tmp, "JPEG", quality=JPEG_QUALITY)
     os.replace(tmp, target)
     return {"sha256": sha256, "width": width, "height": height, "gray": gray}
+
+
+def normalize_files(source, names: list[str], images_dir: Path, limits: IngestLimits, report) -> list[dict]:
+    """:func:`normalize_image` for many files of a source, on a thread pool (Pillow releases the GIL).
+
+    Only a few files (at most ``2 x workers`` and ``MAX_BYTES_IN_FLIGHT`` of original bytes) are
+    held in memory at any time, however large the upload.
+
+    Args:
+        source: a :class:`core.archive.ZipSource` or ``FolderSource``.
+        names: the files to normalize; the copy of ``names[i]`` goes to ``images_dir/{i:06d}.jpg``.
+        images_dir: existing folder for the copies.
+        limits: safety limits (worker count included).
+        report: ``report(fraction, message)``, called about every 1%.
+
+    Returns:
+        One result dict per name (see :func:`normalize_image`; a ``reason`` key means rejected).
+
+    Raises:
+        WorkspaceError: a copy cannot be written (disk full, permissions).
+    """
+    sizes = {item.name: item.size for item in source.files()}
+    results: list[dict | None] = [None] * len(names)
+    workers = limits.workers()
+    pending: dict = {}  # future -> (index, bytes held)
+    progress = _Progress(report, len(results))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
+    try:
+        for index, name in enumerate(names):
+            size = sizes[name]
+            while pending and (len(pending) >= 2 * workers
+                               or sum(held for _, held in pending.values()) + size > MAX_BYTES_IN_FLIGHT):
+                progress.add(_collect(pending, results))
+            if size > limits.max_file_bytes:
+                results[index] = {"reason": f"file of {size:,} bytes is over the limit of "
+                                            f"{limits.max_file_bytes:,} (TRANSFER_STUDIO_MAX_FILE_BYTES)"}
+                progress.add(1)
+                continue
+            try:
+                data = source.read(name)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                results[index] = {"reason": f"corrupt entry, cannot be extracted ({exc})"}
+                progress.add(1)
+                continue
+            target = images_dir / f"{index:06d}.jpg"
+            pending[pool.submit(normalize_image, data, target, limits)] = (index, size)
+        while pending:
+            progress.add(_collect(pending, results))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results
+
+
+def _collect(pending: dict, results: list) -> int:
+    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+    for future in finished:
+        index, _ = pending.pop(future)
+        try:
+            results[index] = future.result()
+        except OSError as exc:
+            raise WorkspaceError(f"Cannot write the normalized images into the workspace: "
+                                 f"{exc.strerror or exc}. Free some disk space and try again.") from exc
+    return len(finished)
+
+
+class _Progress:
+    """Reports decoding progress about every 1% (a Streamlit bar redraws on each report)."""
+
+    def __init__(self, report, total: int):
+        self.report, self.total, self.done, self.next = report, total, 0, 0
+
+    def add(self, count: int) -> None:
+        self.done += count
+        if self.done >= self.next or self.done == self.total:
+            self.report(0.02 + 0.93 * self.done / max(self.total, 1),
+                        f"Decoded {self.done:,} of {self.total:,} images")
+            self.next = self.done + max(1, self.total // 100)
 
 
 def load_rgb_image(source, limits: IngestLimits | None = None) -> Image.Image:
