@@ -69,7 +69,7 @@ def export_bundle(workspace, run_id: str, out_path, *, evaluation=None) -> Path:
         "MODEL_CARD.md": render_model_card(run, config, predictor.classes, evaluation, dataset, note).encode(),
         "predict.py": _read(_PREDICT_SCRIPT),
     }
-    return _write_zip(_zip_target(out_path, f"{run_id}-bundle.zip"), files)
+    return _write_zip(_target_file(out_path, f"{run_id}-bundle.zip"), files)
 
 
 def export_tflite(workspace, run_id: str, out_path, *, quantize: str | None = None) -> Path:
@@ -89,7 +89,7 @@ def export_tflite(workspace, run_id: str, out_path, *, quantize: str | None = No
     if quantize not in (None, "dynamic"):
         raise ExportError(f"Unknown quantization {quantize!r}; expected none or 'dynamic'.")
     suffix = "-dynamic.tflite" if quantize else ".tflite"
-    target = _zip_target(out_path, f"{run_id}{suffix}", suffix=".tflite")
+    target = _target_file(out_path, f"{run_id}{suffix}", suffix=".tflite")
     data = convert_to_tflite(load_run_model(workspace, run_id), quantize=quantize)
     _write_file(target, data)
     return target
@@ -276,7 +276,7 @@ def _export_saved_model(model, path: Path) -> None:
         raise ExportError(f"SavedModel export failed: {' '.join(str(exc).split())[:400]}.") from exc
 
 
-def _zip_target(out_path, default_name: str, suffix: str = ".zip") -> Path:
+def _target_file(out_path, default_name: str, suffix: str = ".zip") -> Path:
     path = Path(out_path).expanduser()
     if path.is_dir():
         return path / default_name
