@@ -115,7 +115,7 @@ def gradcam_overlay(model, prepared: np.ndarray, class_index: int) -> np.ndarray
     """Grad-CAM heatmap of ``class_index`` blended over the prepared image, as uint8 RGB."""
     from core.gradcam import compute_gradcam, overlay_heatmap
 
-    heatmap = compute_gradcam(model, prepared, class_index=class_index)
+    heatmap, _, _ = compute_gradcam(model, prepared, class_index=class_index)
     return np.asarray(overlay_heatmap(prepared, heatmap), dtype=np.uint8)
 
 
