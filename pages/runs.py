@@ -5,6 +5,7 @@ import streamlit as st
 from core import runs
 from core.errors import StudioError
 from ui.charts import curves_figure
+from ui.export_views import render_export_section
 from ui.jobs import get_manager
 from ui.runs_views import runs_table
 from ui.state import get_workspace, set_run_id
@@ -83,3 +84,6 @@ if record.get("error"):
     st.error(record["error"])
 with st.expander("Run record"):
     st.json(record)
+
+if record["status"] not in ("queued", "running"):
+    render_export_section(workspace, run_id)
