@@ -1,6 +1,54 @@
-"""Placeholder: being built."""
+"""Explore & clean: see the data through the model's eyes, fix labels into a new version, retrain."""
 
 import streamlit as st
 
-st.title("explore")
-st.info("This page is being built.")
+from core.datasets import load_dataset
+from core.errors import StudioError
+from ui import explore_views as views
+from ui.jobs import get_manager
+from ui.state import get_dataset_id, get_workspace
+
+st.title("Explore & clean data")
+st.caption("Each dot is one image, placed by what the pretrained model sees in it: similar images sit together. "
+           "Ringed dots sit among images of another label (or the trained model gets them wrong): check them, "
+           "then relabel or exclude them. The original dataset is never changed; you get a new version.")
+workspace = get_workspace()
+notice = st.session_state.pop(views.NOTICE, None)
+if notice:
+    st.success(notice)
+
+dataset_id = get_dataset_id()
+if not dataset_id:
+    st.info("Pick or upload a dataset on the Data page first.")
+    st.stop()
+try:
+    dataset = load_dataset(workspace, dataset_id)
+except StudioError as exc:
+    st.error(str(exc))
+    st.stop()
+st.caption(f"Dataset {views.escape_markdown(dataset.name)} ({dataset.id}): {len(dataset.entries)} images in {len(dataset.classes)} classes.")
+
+settings = views.map_settings(workspace, dataset)
+frame = views.current_map(settings)
+if st.button("Draw the map", type="primary" if frame is None else "secondary"):
+    frame = views.compute_map(workspace, dataset, settings)
+
+selected: list[str] = []
+if frame is not None:
+    selected = views.render_map(frame)
+    if selected:
+        st.subheader(f"Selected on the map: {len(selected)}")
+        views.render_thumbnails(frame[frame.file.isin(selected)])
+    views.render_flagged(frame)
+else:
+    st.info("Press **Draw the map** (the first time computes the image features: seconds for a few hundred "
+            "images on a CPU).")
+
+st.subheader("Relabel or exclude")
+chosen = views.render_picker(dataset, frame, selected)
+views.render_change_form(workspace, dataset, chosen)
+views.render_versions(workspace, dataset, get_manager)
+
+if frame is not None:
+    st.subheader("Download the embeddings")
+    views.render_downloads(workspace, dataset, settings)

@@ -1,0 +1,43 @@
+"""Explore page: the map renders for the sample dataset, and relabelling makes a new current version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from core.datasets import load_dataset
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+def open_page(page: str, **session) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    for key, value in session.items():
+        at.session_state[key] = value
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_map_renders_and_relabel_creates_a_current_version(app_workspace, sample_dataset, keras_home):
+    at = open_page("explore", dataset=sample_dataset.id)
+    next(b for b in at.button if b.label == "Draw the map").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.get("plotly_chart"), "the embedding map is drawn"
+    assert any(s.value.startswith("Likely mislabelled or outliers") for s in at.subheader)
+
+    moved = next(e.file for e in sample_dataset.entries if e.label == "circles")
+    at.multiselect(key="explore_chosen").set_value([moved])
+    at.radio(key="explore_action").set_value("Relabel")
+    at.selectbox(key="explore_label").set_value("squares").run()
+    next(b for b in at.button if b.label == "Create a new version").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    new_id = at.session_state["dataset"]
+    assert new_id != sample_dataset.id
+    version = load_dataset(app_workspace, new_id)
+    assert version.parent_id == sample_dataset.id
+    assert {e.file: e.label for e in version.entries}[moved] == "squares"
+    assert any("Created version" in s.value for s in at.success)
+    assert new_id in at.dataframe[-1].value["id"].tolist()
