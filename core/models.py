@@ -104,10 +104,11 @@ def build_classifier(spec: BackboneSpec, *, image_size: int, num_classes: int, w
                      dropout: float = 0.2, hidden_units: int = 0, seed: int = 0):
     """Builds the full model: raw pixels -> preprocessing -> backbone -> pool -> head.
 
-    The backbone starts frozen. With pretrained weights it is called with ``training=False``, so its
-    BatchNormalization layers stay in inference mode even after unfreezing (the Keras fine-tuning recipe). Without
-    pretrained weights (from scratch) it is called without that flag, so unfrozen BatchNormalization layers learn
-    their statistics; frozen ones run in inference mode either way.
+    The backbone starts frozen and is called with ``training=False`` (the Keras fine-tuning recipe). In Keras 3
+    ``fit`` overrides that recorded flag with ``training=True`` (keras-team/keras#20285), so what really keeps
+    BatchNormalization in inference mode is that it stays frozen: a frozen BatchNormalization layer always uses its
+    moving statistics, and ``set_backbone_trainable`` keeps every one frozen in ``top`` mode. In ``all`` mode (from
+    scratch) they train and use batch statistics, as they must.
 
     Args:
         spec: The backbone.
@@ -136,7 +137,7 @@ def build_classifier(spec: BackboneSpec, *, image_size: int, num_classes: int, w
         x = layer(x)
     backbone = _build_backbone(spec, image_size, weights)
     backbone.trainable = False
-    x = backbone(x, training=False) if weights.keras_weights is not None else backbone(x)
+    x = backbone(x, training=False)
     embedding = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     head = _build_head(int(embedding.shape[-1]), num_classes, dropout, hidden_units, seed)
     outputs = head(embedding)
