@@ -145,6 +145,17 @@ def _check_info(info: zipfile.ZipInfo, limits: IngestLimits) -> None:
             )
 
 
+def _check_overall_ratio(infos: list[zipfile.ZipInfo], total: int, limits: IngestLimits) -> None:
+    """Many small entries that each stay under the per-entry check can still add up to a bomb."""
+    compressed = sum(info.compress_size for info in infos)
+    if total > limits.ratio_min_bytes and total / max(compressed, 1) > limits.max_ratio:
+        raise DatasetError(
+            f"The zip's {len(infos):,} entries expand {total / max(compressed, 1):,.0f} times "
+            f"({_mib(total)} from {compressed:,} bytes); the limit is {limits.max_ratio:,.0f} "
+            f"(TRANSFER_STUDIO_MAX_RATIO). This looks like a zip bomb; upload a zip of ordinary images."
+        )
+
+
 def _entry_name(info: zipfile.ZipInfo) -> str:
     return info.filename.replace("\\", "/")
 
@@ -189,6 +200,7 @@ class ZipSource:
                     )
                 if not info.is_dir():
                     self._infos[name] = info
+            _check_overall_ratio(infos, total, limits)
         except DatasetError:
             self.close()
             raise

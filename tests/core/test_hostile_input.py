@@ -46,6 +46,11 @@ def test_zip_bomb_with_a_high_compression_ratio_is_refused(tmp_path, workspace):
     _refused(workspace, make_zip(tmp_path / "bomb.zip", files), r"'cats/huge.png' expands .* zip bomb")
 
 
+def test_many_small_highly_compressed_entries_are_refused_as_a_bomb(tmp_path, workspace):
+    files = {**class_files(), **{f"cats/zeros_{i}.png": b"\0" * (1024**2) for i in range(20)}}
+    _refused(workspace, make_zip(tmp_path / "bombs.zip", files), r"The zip.s 30 entries expand .* zip bomb")
+
+
 def test_total_uncompressed_size_over_the_limit_is_refused(tmp_path, workspace):
     limits = IngestLimits(max_total_bytes=20_000)
     _refused(workspace, make_zip(tmp_path / "big.zip", class_files(per_class=10)), "TOTAL_BYTES", limits)
