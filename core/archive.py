@@ -37,8 +37,9 @@ class IngestLimits:
 
     - ``TRANSFER_STUDIO_MAX_ENTRIES`` (100,000): files and folders in one zip.
     - ``TRANSFER_STUDIO_MAX_TOTAL_BYTES`` (16 GiB): total uncompressed size of the zip.
-    - ``TRANSFER_STUDIO_MAX_RATIO`` (200): compression ratio of one entry larger than
-      ``TRANSFER_STUDIO_RATIO_MIN_BYTES`` (4 MiB); photos compress about 1:1, zip bombs 1000:1.
+    - ``TRANSFER_STUDIO_MAX_RATIO`` (200): compression ratio of one entry, and of the whole zip,
+      once larger than ``TRANSFER_STUDIO_RATIO_MIN_BYTES`` (4 MiB); photos compress about 1:1,
+      zip bombs 1000:1. Raise it for uncompressed formats with flat colours (BMP, TIFF).
     - ``TRANSFER_STUDIO_MAX_FILE_BYTES`` (256 MiB): one image file; larger ones are rejected.
     - ``TRANSFER_STUDIO_MAX_PIXELS`` (80,000,000): width x height read from the image header
       before decoding (decompression bombs); larger images are rejected.
