@@ -103,3 +103,7 @@ if st.button("Start training", type="primary"):
     else:
         set_run_id(new_run)
         st.rerun()
+
+import ui.anatomy_views as anatomy_views  # noqa: E402  (issue 8 block, appended after the page's own flow)
+
+anatomy_views.render_anatomy(config, num_classes=len(dataset.classes))
