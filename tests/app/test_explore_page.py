@@ -41,3 +41,20 @@ def test_map_renders_and_relabel_creates_a_current_version(app_workspace, sample
     assert {e.file: e.label for e in version.entries}[moved] == "squares"
     assert any("Created version" in s.value for s in at.success)
     assert new_id in at.dataframe[-1].value["id"].tolist()
+
+
+def test_repeat_run_queues_the_last_runs_settings_on_the_version(app_workspace, sample_dataset):
+    from core import runs
+    from core.config import TrainConfig
+    from core.versions import create_version
+
+    config = TrainConfig(dataset_id=sample_dataset.id, image_size=96, weights="none", epochs=1, batch_size=64)
+    original = runs.create_run(app_workspace, config, classes=sample_dataset.classes, status="done")
+    version = create_version(app_workspace, sample_dataset.id, exclude={sample_dataset.entries[0].file})
+    at = open_page("explore", dataset=version.id)
+    next(b for b in at.button if b.label == "Repeat run on this version").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    repeated = runs.load_run(app_workspace, at.session_state["run"])
+    assert repeated["run_id"] != original
+    assert repeated["config"] == {**config.to_dict(), "dataset_id": version.id}
