@@ -36,8 +36,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from core.datasets import ingest
-    from core.training import train_model
+    from core.datasets import ingest, load_dataset
 
     workspace = Workspace.open(args.workspace)
     started = time.perf_counter()
@@ -46,6 +45,8 @@ def run(args) -> int:
     if Path(args.dataset).exists():
         dataset_id = ingest(Path(args.dataset), workspace).id
         ingest_s = time.perf_counter() - started
+    else:
+        load_dataset(workspace, dataset_id)  # a wrong id fails fast, before TensorFlow loads
     config = TrainConfig(
         dataset_id=dataset_id, backbone=args.backbone, strategy=args.strategy, epochs=args.epochs,
         fine_tune_epochs=args.fine_tune_epochs, fine_tune_layers=args.fine_tune_layers,
@@ -55,6 +56,8 @@ def run(args) -> int:
         early_stopping_patience=args.early_stopping_patience, weights=args.weights,
         distribution=args.distribution, seed=args.seed,
     )
+    from core.training import train_model
+
     record = train_model(config, workspace, on_epoch=_print_epoch)
     timings = {"ingest_s": round(ingest_s, 3), "features_s": record["timings"].get("features_s", 0.0),
                "train_s": record["timings"].get("train_s", 0.0),

@@ -37,7 +37,7 @@ def test_a_tiny_run_shows_curves_and_finishes(sample_dataset):
 
 def test_stop_ends_a_running_job(sample_dataset):
     at = open_page("train", dataset=sample_dataset.id)
-    _configure(at, strategy="from-scratch", epochs=300)
+    _configure(at, epochs=500)
     _start(at)
     at = rerun_until(at, lambda at: any(b.label == "Stop" for b in at.button) and at.get("plotly_chart"))
     next(b for b in at.button if b.label == "Stop").click()
