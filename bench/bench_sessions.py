@@ -24,7 +24,7 @@ from core.workspace import Workspace  # noqa: E402
 
 
 def start_session(dataset_id: str, seed: int) -> AppTest:
-    at = AppTest.from_file("app.py", default_timeout=120)
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=120)
     at.session_state["dataset"] = dataset_id
     at.switch_page("pages/train.py")
     at.run()

@@ -8,7 +8,7 @@ from ui.charts import curves_figure
 from ui.export_views import render_export_section
 from ui.jobs import get_manager
 from ui.runs_views import runs_table
-from ui.state import get_workspace, set_run_id
+from ui.state import get_run_id, get_workspace, set_run_id
 
 st.title("Runs & export")
 workspace = get_workspace()
@@ -24,14 +24,11 @@ if not records:
     st.info("No runs yet. Train a model on the Train page.")
     st.stop()
 
-table = runs_table(records)
-event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
-                     key="runs_table")
-selected = [table.iloc[index]["run"] for index in event.selection.rows] if event else []
-if not selected:
-    st.caption("Select one or more runs in the table to compare their curves, open, download or delete them.")
-    st.stop()
-
+st.dataframe(runs_table(records), hide_index=True, width="stretch")
+run_ids = [record["run_id"] for record in records]
+current = get_run_id()
+default = [current] if current in run_ids else run_ids[:1]
+selected = st.multiselect("Runs to compare", run_ids, default=default, key="runs_compare")
 histories = {run_id: runs.load_history(workspace, run_id) for run_id in selected}
 histories = {run_id: history for run_id, history in histories.items() if history}
 if histories:
@@ -39,11 +36,9 @@ if histories:
     left.plotly_chart(curves_figure(histories, "loss"))
     right.plotly_chart(curves_figure(histories, "accuracy"))
 
-if len(selected) > 1:
-    st.caption("Select a single run to open, download or delete it.")
-    st.stop()
-
-run_id = selected[0]
+st.divider()
+run_id = st.selectbox("Run to open, export or delete", run_ids,
+                      index=run_ids.index(current) if current in run_ids else 0, key="runs_single")
 record = next(r for r in records if r["run_id"] == run_id)
 st.subheader(run_id)
 has_model = runs.model_path(workspace, run_id).exists()
@@ -71,7 +66,10 @@ elif st.session_state.get("confirm_delete") == run_id:
             st.error(str(exc))
         else:
             st.session_state.pop("confirm_delete", None)
-            st.session_state.pop("runs_table", None)
+            st.session_state.pop("runs_compare", None)
+            st.session_state.pop("runs_single", None)
+            if current == run_id:
+                set_run_id(None)
             st.rerun()
     if no.button("Cancel"):
         st.session_state.pop("confirm_delete", None)

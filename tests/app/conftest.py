@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core.workspace import WORKSPACE_ENV, Workspace
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
 @pytest.fixture
@@ -35,7 +38,7 @@ def sample_dataset(app_workspace):
 
 def open_page(page: str, **session) -> AppTest:
     """Run ``app.py`` switched to ``pages/<page>.py`` with ``session`` values set."""
-    at = AppTest.from_file("app.py", default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=120)
     for key, value in session.items():
         at.session_state[key] = value
     at.switch_page(f"pages/{page}.py")
