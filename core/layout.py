@@ -115,12 +115,14 @@ def detect_layout(names: list[str], read: Callable[[str], bytes]) -> Layout:
 
 
 def _strip_wrappers(parts: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-    while parts and all(len(p) >= 3 for p in parts.values()):
-        tops = {p[0] for p in parts.values()}
-        if len(tops) != 1 or next(iter(tops)).lower() in SPLIT_NAMES:
-            break
-        parts = {name: p[1:] for name, p in parts.items()}
-    return parts
+    """Drop single root folders; loose files beside the root folder stay loose (and get rejected)."""
+    while True:
+        nested = [p for p in parts.values() if len(p) > 1]
+        tops = {p[0] for p in nested}
+        if (not nested or len(tops) != 1 or next(iter(tops)).lower() in SPLIT_NAMES
+                or all(len(p) < 3 for p in nested)):
+            return parts
+        parts = {name: p[1:] if len(p) > 1 else p for name, p in parts.items()}
 
 
 def _from_folders(images: list[str]) -> Layout:

@@ -29,6 +29,19 @@ def test_class_folders_wrapped_in_a_root_folder_are_unwrapped(tmp_path, workspac
     assert dataset.classes == ("cats", "dogs")
 
 
+def test_a_stray_image_beside_the_root_folder_does_not_stop_unwrapping(tmp_path, workspace):
+    files = {**class_files(prefix="my_pets/"), "cover.png": image_bytes(77)}
+    dataset = ingest(make_zip(tmp_path / "pets.zip", files), workspace)
+    assert dataset.classes == ("cats", "dogs")
+    assert dataset.summary["rejected"] == [{"file": "cover.png", "reason": "not inside a class folder"}]
+    files = {**class_files(prefix="data/train/"), **class_files(prefix="data/val/", seed=9),
+             "data/cover.png": image_bytes(78)}
+    dataset = ingest(make_zip(tmp_path / "split.zip", files), workspace)
+    assert dataset.splits == ("train", "val")
+    assert dataset.summary["rejected"] == [{"file": "data/cover.png",
+                                            "reason": "not inside a class folder inside the split folder"}]
+
+
 @pytest.mark.parametrize("val_name", ["val", "validation", "valid", "Val"])
 def test_split_folders_keep_the_given_split(tmp_path, workspace, val_name):
     files = {**class_files(per_class=4, prefix="data/train/"),
