@@ -22,9 +22,11 @@ def _adopt(dataset) -> None:
 left, right = st.columns([3, 1])
 uploaded = left.file_uploader("Zip of labelled images", type=["zip"], key="data_upload")
 if uploaded is not None and st.session_state.get("data_last_upload") != uploaded.file_id:
-    st.session_state["data_last_upload"] = uploaded.file_id  # ingest each upload once, not on every rerun
+    # A click during ingestion interrupts it (nothing is kept) and the next run starts it again;
+    # once it finished or failed, the same upload is not ingested again on every rerun.
     _adopt(views.run_with_progress(lambda progress: ingest(uploaded, workspace, progress=progress),
                                    "Checking the zip", error_key="data_upload_error"))
+    st.session_state["data_last_upload"] = uploaded.file_id
 elif uploaded is not None and st.session_state.get("data_upload_error"):
     with left:
         views.show_error(st.session_state["data_upload_error"])
