@@ -64,16 +64,19 @@ def confusion_figure(result: EvaluationResult) -> go.Figure:
                                   hoverinfo="skip"))
     xs = [c for _ in classes for c in classes]
     ys = [t for t in classes for _ in classes]
-    labels = [str(v) for v in counts.reshape(-1)]
+    flat = counts.reshape(-1)
+    dark = flat > 0.5 * max(1, int(flat.max()))  # white numbers on the dark cells
     figure.add_scatter(
-        x=xs, y=ys, mode="markers+text", text=labels, textfont={"size": 14},
+        x=xs, y=ys, mode="markers+text", text=[str(v) for v in flat],
+        textfont={"size": 14, "color": ["white" if d else "#1c2333" for d in dark]},
         marker={"symbol": "square", "size": max(18, 240 // max(1, len(classes))), "color": "rgba(0,0,0,0)"},
         hovertemplate="true %{y}<br>predicted %{x}<br>%{text} images<extra></extra>", showlegend=False,
     )
     figure.update_layout(height=max(320, 60 * len(classes) + 120), margin={"l": 10, "r": 10, "t": 40, "b": 10},
                          title="Confusion matrix (click a cell)", clickmode="event+select", dragmode=False)
-    figure.update_xaxes(title="predicted", type="category", side="bottom")
-    figure.update_yaxes(title="true", type="category", autorange="reversed")
+    # Fixed ranges: the markers would otherwise pad the category axes and shrink the cells.
+    figure.update_xaxes(title="predicted", type="category", range=[-0.5, len(classes) - 0.5])
+    figure.update_yaxes(title="true", type="category", range=[len(classes) - 0.5, -0.5])
     return figure
 
 
