@@ -172,7 +172,7 @@ def _check_classes(layout: Layout, records: list[dict], rejected: list[dict]) ->
         raise DatasetError(
             f"Found no image files (.jpg, .png, .gif, .bmp, .webp, .tif) in the upload ({len(layout.skipped)} "
             f"other files skipped). Put the images in one folder per class and zip them.")
-    counts: dict[str, int] = {}
+    counts: dict[str, int] = {item.label: 0 for item in layout.files}  # classes whose images all failed count
     for record in records:
         counts[record["label"]] = counts.get(record["label"], 0) + 1
     if len(counts) < 2:
@@ -184,7 +184,7 @@ def _check_classes(layout: Layout, records: list[dict], rejected: list[dict]) ->
         if count < 2:
             lost = sum(1 for r in rejected if f"/{label}/" in f"/{r['file']}")
             raise DatasetError(
-                f"Class '{label}' has {count} usable image ({lost} rejected); each class needs at least 2. "
+                f"Class '{label}' has {count} usable image(s) ({lost} rejected); each class needs at least 2. "
                 f"Add images to '{label}' or remove it.")
 
 

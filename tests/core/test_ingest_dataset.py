@@ -94,7 +94,9 @@ def test_manifest_records_original_size_hash_and_source(tmp_path, workspace):
     ({"notes.txt": b"x"}, "Found no image files"),
     (class_files(classes=("cats",)), r"Found 1 class \('cats'\); need at least 2"),
     ({**class_files(classes=("cats",)), "dogs/one.png": image_bytes(77), "dogs/bad.png": b"junk"},
-     r"Class 'dogs' has 1 usable image \(1 rejected\)"),
+     r"Class 'dogs' has 1 usable image\(s\) \(1 rejected\)"),
+    ({**class_files(classes=("cats", "dogs")), "birds/a.png": b"", "birds/b.png": b"<html>"},
+     r"Class 'birds' has 0 usable image\(s\) \(2 rejected\)"),
     ({"inner.zip": b"PK\x05\x06" + b"\0" * 18}, "only the archive 'inner.zip'"),
 ])
 def test_unusable_uploads_are_errors_that_leave_nothing(tmp_path, workspace, files, message):
