@@ -4,7 +4,7 @@ Embeddings come from the same cache the training engine fills (``core.features``
 after a run costs nothing more and a run after a map skips its feature extraction. The projection is
 PCA (NumPy SVD, signs fixed so the same input always draws the same picture) or, on request, t-SNE
 from scikit-learn. A point is flagged when most of its nearest neighbours (cosine) carry another
-label, or when a chosen run's model gets it wrong.
+label, when it is an outlier (far from every other image), or when a chosen run's model gets it wrong.
 """
 
 from __future__ import annotations
@@ -170,6 +170,33 @@ def flag_mislabelled(embeddings: np.ndarray, labels, *, k: int = 5, min_disagree
     return flagged, agreement, reasons
 
 
+def flag_outliers(embeddings: np.ndarray, *, k: int = 5, threshold: float = 4.5) -> tuple[np.ndarray, list[str]]:
+    """Isolated points: their ``k`` nearest neighbours are far less similar than for a typical point.
+
+    The mean cosine similarity to the ``k`` nearest neighbours is compared with its median over the dataset, in
+    units of the median absolute deviation (a robust z-score); ``threshold`` 4.5 marks only clear outliers, such
+    as a "this image could not be found" placeholder among photographs.
+
+    Returns:
+        ``(flagged bool (N,), reason str per point)``.
+    """
+    data = np.asarray(embeddings, dtype=np.float64)
+    neighbours = nearest_neighbours(data, k)
+    if len(data) < 10 or neighbours.shape[1] == 0:
+        return np.zeros(len(data), bool), [""] * len(data)
+    norms = np.linalg.norm(data, axis=1, keepdims=True)
+    unit = data / np.where(norms > 0, norms, 1.0)
+    similarity = np.einsum("nd,nkd->nk", unit, unit[neighbours]).mean(axis=1)
+    median = np.median(similarity)
+    spread = 1.4826 * np.median(np.abs(similarity - median))
+    if spread <= 1e-12:
+        return np.zeros(len(data), bool), [""] * len(data)
+    score = (median - similarity) / spread
+    flagged = score > threshold
+    return flagged, [f"outlier: unlike any other image (similarity to its nearest neighbours "
+                     f"{similarity[i]:.2f}, typical {median:.2f})" if flagged[i] else "" for i in range(len(data))]
+
+
 def run_mistakes(workspace: Workspace, run_id: str, dataset) -> dict[str, str]:
     """``{manifest file: reason}`` for the images of ``dataset`` that run ``run_id``'s model gets wrong.
 
@@ -217,6 +244,9 @@ def build_embedding_map(workspace: Workspace, dataset, backbone: str = "mobilene
     coords = project_tsne(found.embeddings, seed=seed) if method == "tsne" else project_pca(found.embeddings)
     flagged, agreement, reasons = flag_mislabelled(found.embeddings, found.labels, k=k,
                                                    min_disagreement=min_disagreement)
+    isolated, why = flag_outliers(found.embeddings, k=k)
+    reasons = ["; ".join(filter(None, pair)) for pair in zip(reasons, why, strict=True)]
+    flagged = flagged | isolated
     if run_id:
         wrong = run_mistakes(workspace, run_id, dataset)
         for i, file in enumerate(found.files):

@@ -127,7 +127,7 @@ def render_thumbnails(frame: pd.DataFrame, limit: int = THUMBNAILS) -> None:
 
 def render_flagged(frame: pd.DataFrame) -> None:
     """The likely mislabelled images: a table and their thumbnails."""
-    flagged = frame[frame.flagged]
+    flagged = frame[frame.flagged].sort_values(["neighbour_agreement", "source"])
     st.subheader(f"Likely mislabelled or outliers: {len(flagged)}")
     if flagged.empty:
         st.success("No image looks out of place: each sits among images of its own label.")

@@ -7,7 +7,14 @@ import pytest
 from PIL import Image
 
 from core.datasets import ingest
-from core.projection import MAP_COLUMNS, build_embedding_map, flag_mislabelled, project_pca, project_tsne
+from core.projection import (
+    MAP_COLUMNS,
+    build_embedding_map,
+    flag_mislabelled,
+    flag_outliers,
+    project_pca,
+    project_tsne,
+)
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 50), "blue": (30, 50, 220)}
 
@@ -48,6 +55,14 @@ def test_a_point_among_another_class_is_flagged_and_its_neighbours_named():
     assert np.flatnonzero(flagged).tolist() == [0]
     assert agreement[0] == 0.0
     assert "'red'" in reasons[0]
+
+
+def test_an_image_unlike_all_others_is_flagged_as_an_outlier():
+    points, _ = _clusters()
+    odd = np.random.default_rng(5).normal(size=(1, 32)) * 5
+    flagged, reasons = flag_outliers(np.concatenate([points, odd]), k=5)
+    assert np.flatnonzero(flagged).tolist() == [len(points)]
+    assert reasons[-1].startswith("outlier")
 
 
 def _planted_folder(root, per_class: int = 15, size: int = 48):
