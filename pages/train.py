@@ -37,9 +37,7 @@ except StudioError as exc:
 if current:
     with st.container(border=True):
         st.subheader(f"Last run: {run_id}")
-        views.render_status(run_id, current["record"], current["progress"])
-        if current["history"]:
-            views.live_run(run_id)
+        views.live_run(run_id)
         left, right, _ = st.columns([1, 1, 3])
         if left.button("Open in Evaluate", disabled=current["record"]["status"] not in ("done", "stopped")):
             st.switch_page("pages/evaluate.py")
