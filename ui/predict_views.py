@@ -88,7 +88,13 @@ def _predict(model_key: str, digests: tuple[str, ...], _predictor: Predictor, _i
 def predict(predictor: Predictor, model_key: str, images: list[tuple[str, bytes]]) -> list[dict]:
     """Results of ``predictor.predict_images`` (all classes ranked), computed once per model and images."""
     digests = tuple(f"{name}:{hashlib.sha256(data).hexdigest()}" for name, data in images)
-    return _predict(model_key, digests, predictor, images)
+    return _predict(model_key, digests, predictor, [(name, _named_file(name, data)) for name, data in images])
+
+
+def _named_file(name: str, data: bytes) -> io.BytesIO:
+    handle = io.BytesIO(data)
+    handle.name = name  # error messages then name the file instead of "image"
+    return handle
 
 
 def with_threshold(results: list[dict], threshold: float, top_k: int) -> list[dict]:
