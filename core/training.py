@@ -19,9 +19,9 @@ import tensorflow as tf
 
 from core import runs
 from core.config import TrainConfig
-from core.errors import ConfigError, StudioError
+from core.errors import ConfigError, StudioError, WorkspaceError
 from core.progress import BestWeights, ProgressCallback, RunReporter, StopRequested
-from core.workspace import Workspace
+from core.workspace import WORKSPACE_ENV, Workspace
 
 
 class Interrupted(Exception):
@@ -108,10 +108,7 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
                                   learning_rate=config.fine_tune_learning_rate, augment=True, best=best)
     timings["train_s"] = round(time.perf_counter() - train_started - timings.get("features_s", 0.0), 3)
     reporter.stage("saving")
-    path = runs.model_path(workspace, run_id)
-    staging = path.with_name(".model.tmp.keras")
-    model.save(staging)
-    os.replace(staging, path)
+    path = save_model(model, runs.model_path(workspace, run_id))
     history = reporter.history
     return {
         "best_val_accuracy": best[0] if best else None,
@@ -120,6 +117,21 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
         "model_path": str(path),
         "image_size": image_size,
     }
+
+
+def save_model(model, path):
+    """Save ``model`` to ``path`` atomically; a full disk or a read-only folder gives a WorkspaceError."""
+    staging = path.with_name(".model.tmp.keras")
+    try:
+        model.save(staging)
+        os.replace(staging, path)
+    except OSError as exc:
+        staging.unlink(missing_ok=True)
+        raise WorkspaceError(
+            f"Could not save the model to {path}: {exc.strerror or exc}. Free some disk space or make the "
+            f"workspace folder writable ({WORKSPACE_ENV}), then train again."
+        ) from exc
+    return path
 
 
 class _Context:
