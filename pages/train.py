@@ -12,6 +12,7 @@ from core.weights import resolve_weights, weights_available
 from ui import train_views as views
 from ui.jobs import format_seconds, get_manager, snapshot
 from ui.state import get_dataset_id, get_run_id, get_workspace, set_run_id
+from ui.text import escape_markdown
 
 st.title("Train")
 workspace = get_workspace()
@@ -44,8 +45,8 @@ if current:
         if right.button("Open in Predict", disabled=current["record"]["status"] not in ("done", "stopped")):
             st.switch_page("pages/predict.py")
 
-st.caption(f"Dataset **{dataset.name}**: {len(dataset.entries)} images in {len(dataset.classes)} classes "
-           f"({', '.join(dataset.classes)}).")
+st.caption(f"Dataset **{escape_markdown(dataset.name)}**: {len(dataset.entries)} images in "
+           f"{len(dataset.classes)} classes ({escape_markdown(', '.join(dataset.classes))}).")
 views.init_settings()
 
 st.subheader("1. Backbone")

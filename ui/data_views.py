@@ -6,7 +6,6 @@ Every file or class name here comes from a user's zip, so it is shown only throu
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,19 +16,13 @@ import streamlit as st
 from core.datasets import Dataset
 from core.errors import StudioError
 from core.splits import SPLIT_ORDER
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+from ui.text import escape_markdown
 
 SPLIT_COLOURS = {"train": "#2f6fde", "val": "#f0a202", "test": "#5b8c5a"}
 THUMBNAILS_PER_CLASS = 6
 MAX_GROUPS_SHOWN = 12
 KIND_LABELS = {"within_class": "copies in one class", "conflicting_labels": "conflicting labels",
                "across_splits": "leakage across splits"}
-
-
-def escape_markdown(text: str) -> str:
-    """``text`` with every markdown (and Streamlit ``:colour[]``/emoji) control character escaped."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
 def show_error(message: str) -> None:

@@ -141,6 +141,7 @@ def render_status(run_id: str, record: dict, progress: dict) -> None:
     elif status == "done":
         st.success(f"Finished: best validation accuracy {record['best_val_accuracy']:.3f} after "
                    f"{record['epochs_run']} epochs in {format_seconds(record['timings'].get('total_s'))}.")
+        st.caption(f"Weights: {record.get('weights')}. Model: {record.get('model_path')}")
     elif status == "stopped":
         st.warning(f"Stopped. {record.get('error') or 'The best model so far was kept.'}")
     else:

@@ -56,3 +56,16 @@ def test_a_job_error_is_shown_with_details_and_the_form_keeps_its_values(sample_
     assert "efficientnetb0_notop.h5" in message
     assert at.number_input(key="train_epochs").value == 7
     assert at.selectbox(key="train_backbone").value == "efficientnet_b0"
+
+
+def test_a_second_session_waits_in_the_queue_and_shows_its_place(sample_dataset):
+    first = open_page("train", dataset=sample_dataset.id)
+    _configure(first, epochs=500)
+    _start(first)
+    second = open_page("train", dataset=sample_dataset.id)
+    _configure(second, epochs=2)
+    _start(second)
+    assert any("position 1 of 1" in info.value for info in second.info), _texts(second)
+    next(b for b in first.button if b.label == "Stop").click()
+    first.run()
+    rerun_until(second, lambda at: "Finished" in _texts(at))
