@@ -4,8 +4,10 @@ import streamlit as st
 
 from core.datasets import create_sample_dataset, delete_dataset, ingest, list_datasets, load_dataset
 from core.errors import StudioError
+from core.server_import import import_root, list_importable, resolve_import_path
 from ui import data_views as views
 from ui.state import get_dataset_id, get_workspace, set_dataset_id
+from ui.text import escape_markdown
 
 st.title("Data")
 st.write("Upload a zip with one folder per class (or `train/` and `val/` folders holding class folders, "
@@ -34,6 +36,21 @@ right.write("No data at hand?")
 if right.button("Use the sample dataset", key="data_sample", help="Four classes of generated shapes, 50 each."):
     _adopt(views.run_with_progress(lambda progress: create_sample_dataset(workspace, progress=progress),
                                    "Drawing the sample images"))
+if import_root() is not None:
+    with st.expander(f"Import from the server folder {import_root()}"):
+        choices = list_importable()
+        choice = st.text_input("Zip or folder, relative to that folder", key="data_server_path",
+                               placeholder=choices[0] if choices else "")
+        if choices:
+            st.caption("Found there: " + escape_markdown(", ".join(choices)))
+        if st.button("Import", key="data_server_import", disabled=not choice):
+            try:
+                path = resolve_import_path(choice)
+            except StudioError as exc:
+                views.show_error(str(exc))
+            else:
+                _adopt(views.run_with_progress(lambda progress: ingest(path, workspace, progress=progress),
+                                               f"Checking {path.name}"))
 
 datasets = list_datasets(workspace)
 if datasets:
