@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -17,17 +15,13 @@ from core.projection import build_embedding_map, embeddings_csv, embeddings_npz,
 from core.versions import create_version, list_versions, repeat_run_config
 from core.weights import weights_available
 from ui.state import set_dataset_id, set_run_id
+from ui.text import escape_markdown  # noqa: F401 - pages/explore.py uses it through this module
 
 CHOSEN = "explore_chosen"      # session key of the multiselect of images to change
 MAP = "explore_map"            # session key of the computed map {"settings": ..., "frame": DataFrame}
 CHART = "explore_map_chart"    # key of the plotly chart (its selection)
 NOTICE = "explore_notice"
 THUMBNAILS = 24
-
-
-def escape_markdown(text: str) -> str:
-    """``text`` shown literally where Streamlit renders Markdown (image captions)."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", str(text))
 
 
 def available_backbones() -> dict[str, list[int]]:
