@@ -15,7 +15,7 @@ from core.projection import build_embedding_map, embeddings_csv, embeddings_npz,
 from core.versions import create_version, list_versions, repeat_run_config
 from core.weights import weights_available
 from ui.state import set_dataset_id, set_run_id
-from ui.text import escape_markdown  # noqa: F401 - pages/explore.py uses it through this module
+from ui.text import escape_markdown
 
 CHOSEN = "explore_chosen"      # session key of the multiselect of images to change
 MAP = "explore_map"            # session key of the computed map {"settings": ..., "frame": DataFrame}
