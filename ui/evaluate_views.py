@@ -147,6 +147,7 @@ def show_gallery(workspace: Workspace, run_id: str, records: list[dict], *, grad
                     image = _file_gradcam(str(workspace.root), run_id, stamp, record["file"], record["predicted"])
                 except StudioError as exc:
                     st.error(str(exc))
+                    gradcam = False  # the same reason holds for every image of this model: say it once
             st.image(image, caption=caption, width="stretch")
     if len(records) > len(shown):
         st.caption(f"Showing {len(shown)} of {len(records)} images.")

@@ -34,6 +34,8 @@ EXPORT_FORMATS = (
     ExportFormat("savedmodel", "TensorFlow SavedModel (.zip of the folder)", "-savedmodel.zip", "application/zip"),
 )
 
+_ORDER = {fmt.key: position for position, fmt in enumerate(EXPORT_FORMATS)}
+
 
 def export_dir(workspace: Workspace, run_id: str) -> Path:
     return workspace.tmp_dir / "exports" / run_id
@@ -75,10 +77,10 @@ def parity_frame(rows: dict) -> pd.DataFrame:
         "format": titles.get(key, key),
         "same class %": round(100 * row["agreement"], 2),
         "max prob diff": row["max_abs_diff"],
-        "tolerance": "none (quantized)" if row["tolerance"] is None else row["tolerance"],
+        "tolerance": "none (quantized)" if row["tolerance"] is None else f"{row['tolerance']:g}",
         "images": row["images"],
         "result": "pass" if row["passed"] else "FAIL",
-    } for key, row in rows.items()]
+    } for key, row in sorted(rows.items(), key=lambda item: _ORDER.get(item[0], len(_ORDER)))]
     return pd.DataFrame(table, columns=["format", "same class %", "max prob diff", "tolerance", "images", "result"])
 
 

@@ -145,6 +145,7 @@ def show_results(predictor: Predictor, model_key: str, images: list[tuple[str, b
                 image = _gradcam(model_key, digest, result["label"], predictor, data)
             except StudioError as exc:
                 st.error(str(exc))
+                gradcam = False  # the same reason holds for every image of this model: say it once
         picture.image(image, caption=result["file"], width="stretch")
         bars.metric("Answer", result["answer"], help=f"Top probability {result['probability']:.1%}")
         bars.plotly_chart(topk_figure(result), key=f"topk_{model_key}_{index}")

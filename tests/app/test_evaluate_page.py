@@ -77,3 +77,30 @@ def test_evaluate_page_without_runs_says_to_train_first(tmp_path, monkeypatch):
     at = open_page("evaluate")
     assert "Train page" in at.info[0].value
     st.cache_resource.clear()
+
+
+def _classifier_run(tiny_run) -> str:
+    """A finished run whose model is a real Transfer Studio classifier (MobileNetV2, random init, 32 px)."""
+    from core import runs
+    from core.backbones import get_backbone
+    from core.config import TrainConfig
+    from core.models import build_classifier
+    from core.weights import resolve_weights
+
+    spec = get_backbone("mobilenet_v2")
+    config = TrainConfig(dataset_id=tiny_run.dataset.id, image_size=32, weights="none")
+    run_id = runs.create_run(tiny_run.workspace, config, classes=tiny_run.dataset.classes, status="done")
+    model = build_classifier(spec, image_size=32, num_classes=len(tiny_run.dataset.classes),
+                             weights=resolve_weights(spec, 32, "none"))
+    model.save(runs.model_path(tiny_run.workspace, run_id))
+    return run_id
+
+
+def test_grad_cam_toggle_overlays_every_shown_image(tiny_run):
+    run_id = _classifier_run(tiny_run)
+    at = open_page("evaluate", run=run_id)
+    plain = _captions(at)
+    at.toggle(key="eval_gradcam").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert _captions(at) == plain and plain  # the same images, now drawn as Grad-CAM overlays
