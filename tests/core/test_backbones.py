@@ -1,4 +1,5 @@
-"""The backbone registry against what Keras actually builds, caches and preprocesses."""
+"""The backbone registry against what Keras caches and preprocesses (parameter counts and fine-tuning
+boundaries are checked on the built models in test_models.py)."""
 
 from __future__ import annotations
 
@@ -29,30 +30,6 @@ def test_registry_holds_every_required_backbone_with_sane_fields():
 def test_get_backbone_unknown_name_lists_the_valid_names():
     with pytest.raises(ConfigError, match="mobilenet_v2.*convnext_tiny"):
         get_backbone("alexnet")
-
-
-@pytest.mark.parametrize("name", REQUIRED)
-def test_registry_params_and_fine_tune_boundary_match_the_built_base(name):
-    import keras
-
-    spec = get_backbone(name)
-    size = min(spec.allowed_sizes)
-    base = getattr(keras.applications, spec.constructor)(include_top=False, weights=None,
-                                                          input_shape=(size, size, 3), **spec.constructor_kwargs)
-    try:
-        assert base.count_params() == spec.params
-        names = [layer.name for layer in base.layers]
-        first = len(names) - spec.default_fine_tune_layers()
-        if spec.fine_tune_from:
-            assert names[first] == spec.fine_tune_from
-        else:
-            assert names[first - 1] == spec.fine_tune_after
-        if spec.preprocessing == "builtin":
-            # The base must really carry its own scaling, or raw pixels would reach its first convolution.
-            own = (keras.layers.Rescaling, keras.layers.Normalization)
-            assert any(isinstance(layer, own) for layer in base.layers[:3])
-    finally:
-        keras.backend.clear_session()
 
 
 @pytest.mark.parametrize("name", REQUIRED)

@@ -40,6 +40,18 @@ def test_every_backbone_builds_and_outputs_probabilities(name):
     spec = get_backbone(name)
     size = min(spec.allowed_sizes)
     model = build_classifier(spec, image_size=size, num_classes=3, weights=NO_WEIGHTS)
+    backbone = model.get_layer("backbone")
+    assert backbone.count_params() == spec.params  # the registry's figure is Keras' own
+    layer_names = [layer.name for layer in backbone.layers]
+    first_tuned = len(layer_names) - spec.default_fine_tune_layers()
+    if spec.fine_tune_from:
+        assert layer_names[first_tuned] == spec.fine_tune_from
+    else:
+        assert layer_names[first_tuned - 1] == spec.fine_tune_after
+    if spec.preprocessing == "builtin":
+        # The base must really scale pixels itself, or raw 0..255 values would reach its first convolution.
+        own = (keras.layers.Rescaling, keras.layers.Normalization)
+        assert any(isinstance(layer, own) for layer in backbone.layers[:3])
     probabilities = keras.ops.convert_to_numpy(model(_images(size), training=False))
     assert probabilities.shape == (2, 3)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
