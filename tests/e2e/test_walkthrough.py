@@ -39,3 +39,50 @@ def test_walk_from_sample_data_to_exported_model(server, page, tmp_path):
     page.locator(".stPlotlyChart").first.wait_for()
     assert page.locator(".stPlotlyChart").count() >= 2
     screenshot(page, "3-train-finished")
+
+    page.get_by_role("button", name="Open in Evaluate").click()
+    page.get_by_text("Per class").wait_for()
+    page.get_by_text("Images behind a cell").wait_for()
+    assert page.locator(".stPlotlyChart").count() >= 1
+    page.wait_for_timeout(1500)
+    screenshot(page, "4-evaluate")
+
+    image = tmp_path / "circle.png"
+    _draw_circle(image)
+    page.get_by_role("link", name=re.compile("Predict")).click()
+    page.get_by_text("Images, or zips of images").wait_for()
+    page.locator("input[type=file]").first.set_input_files(str(image))
+    page.get_by_text("circle.png").first.wait_for()
+    page.get_by_test_id("stMetric").first.wait_for()
+    page.wait_for_timeout(1500)
+    screenshot(page, "5-predict")
+
+    page.get_by_role("link", name=re.compile("Runs")).click()
+    page.get_by_text("Export").first.wait_for()
+    _click(page.get_by_role("button", name="Build", exact=True).first)
+    download = page.get_by_role("button", name="Download", exact=True).first
+    download.wait_for(timeout=300_000)
+    with page.expect_download(timeout=120_000) as download_info:
+        _click(download)
+    bundle = tmp_path / "bundle.zip"
+    download_info.value.save_as(bundle)
+    import zipfile
+
+    names = zipfile.ZipFile(bundle).namelist()
+    assert any(name.endswith("model.keras") for name in names)
+    assert any(name.endswith("predict.py") for name in names)
+    screenshot(page, "6-runs-export")
+
+
+def _click(locator) -> None:
+    """Click after centring the element: Streamlit's sticky header covers elements scrolled to the top."""
+    locator.evaluate("element => element.scrollIntoView({block: 'center'})")
+    locator.click()
+
+
+def _draw_circle(path) -> None:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (112, 112), "white")
+    ImageDraw.Draw(image).ellipse((20, 20, 92, 92), fill=(200, 40, 40))
+    image.save(path)
