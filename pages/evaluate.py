@@ -6,6 +6,7 @@ from core.datasets import load_dataset
 from core.errors import StudioError
 from ui import evaluate_views as views
 from ui.state import get_run_id, get_workspace, set_run_id
+from ui.text import escape_markdown
 
 st.title("Evaluate")
 workspace = get_workspace()
@@ -26,7 +27,7 @@ record = next(r for r in finished if r["run_id"] == run_id)
 try:
     dataset = load_dataset(workspace, record["config"]["dataset_id"])
 except StudioError as exc:
-    st.error(str(exc))
+    st.error(escape_markdown(str(exc)))
     st.stop()
 splits = [split for split in ("val", "test") if split in dataset.splits and dataset.split_entries(split)]
 if not splits:
@@ -37,7 +38,7 @@ split = right.selectbox("Images", splits, format_func=views.SPLIT_NAMES.get, key
 try:
     result = views.evaluation(workspace, run_id, split)
 except StudioError as exc:
-    st.error(str(exc))
+    st.error(escape_markdown(str(exc)))
     st.stop()
 
 cols = st.columns(4)
@@ -73,8 +74,8 @@ pick_true, pick_predicted, _ = st.columns([1, 1, 2])
 true_label = pick_true.selectbox("True class", classes, key=true_key)
 predicted_label = pick_predicted.selectbox("Predicted class", classes, key=predicted_key)
 views.show_gallery(workspace, run_id, result.records_in_cell(true_label, predicted_label), gradcam=gradcam,
-                   limit=12, empty=f"No {views.SPLIT_NAMES[split]} image of {true_label} was predicted as "
-                                   f"{predicted_label}.")
+                   limit=12, empty=f"No {views.SPLIT_NAMES[split]} image of {escape_markdown(true_label)} was predicted "
+                                   f"as {escape_markdown(predicted_label)}.")
 
 st.subheader("Mistakes, most confident first")
 views.show_gallery(workspace, run_id, result.mistakes(), gradcam=gradcam, limit=12,

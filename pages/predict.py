@@ -6,6 +6,7 @@ from core.errors import StudioError
 from ui import evaluate_views
 from ui import predict_views as views
 from ui.state import get_run_id, get_workspace, set_run_id
+from ui.text import escape_markdown
 
 st.title("Predict")
 workspace = get_workspace()
@@ -30,9 +31,9 @@ try:
             st.stop()
         predictor, model_key = views.bundle_predictor(workspace, bundle)
 except StudioError as exc:
-    st.error(str(exc))
+    st.error(escape_markdown(str(exc)))
     st.stop()
-st.caption(f"Classes: {', '.join(predictor.classes)} · input {predictor.image_size} px ({predictor.resize})")
+st.caption(f"Classes: {escape_markdown(', '.join(predictor.classes))} · input {predictor.image_size} px ({predictor.resize})")
 
 uploads = st.file_uploader("Images, or zips of images", type=views.IMAGE_TYPES + ["zip"],
                            accept_multiple_files=True, key="predict_images")
@@ -40,7 +41,7 @@ photo = st.camera_input("Photo", key="predict_camera") if st.toggle("Use the cam
     else None
 images, skipped = views.collect_images(workspace, uploads, photo)
 for name, reason in skipped:
-    st.warning(f"Skipped {name}: {reason}")
+    st.warning(f"Skipped {escape_markdown(name)}: {escape_markdown(reason)}")
 if not images:
     st.info("Upload one or more images (or a zip of them), or take a photo.")
     st.stop()

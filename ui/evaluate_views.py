@@ -14,6 +14,7 @@ from core.errors import StudioError
 from core.evaluation import EvaluationResult, evaluate_run
 from core.prediction import Predictor
 from core.workspace import Workspace
+from ui.text import escape_markdown
 
 SPLIT_NAMES = {"val": "validation", "test": "test"}
 GALLERY_COLUMNS = 4
@@ -146,7 +147,7 @@ def show_gallery(workspace: Workspace, run_id: str, records: list[dict], *, grad
                 try:
                     image = _file_gradcam(str(workspace.root), run_id, stamp, record["file"], record["predicted"])
                 except StudioError as exc:
-                    st.error(str(exc))
+                    st.error(escape_markdown(str(exc)))
                     gradcam = False  # the same reason holds for every image of this model: say it once
             st.image(image, caption=caption, width="stretch")
     if len(records) > len(shown):

@@ -16,6 +16,7 @@ import streamlit as st
 from core import export, runs
 from core.errors import StudioError
 from core.workspace import Workspace, atomic_write_json, read_json
+from ui.text import escape_markdown
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def render_export_section(workspace: Workspace, run_id: str) -> None:
                     target = build_export(workspace, run_id, fmt)
                     record_parity(workspace, run_id, fmt)
             except StudioError as exc:
-                st.error(str(exc))
+                st.error(escape_markdown(str(exc)))
             else:
                 st.rerun()  # redraw with the download button, "Rebuild" and the new parity row
         if target.exists():

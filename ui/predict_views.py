@@ -15,6 +15,7 @@ from core.layout import junk_reason
 from core.prediction import UNKNOWN_LABEL, Predictor, results_csv, results_frame
 from core.workspace import Workspace
 from ui import evaluate_views
+from ui.text import escape_markdown
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"]
 MAX_IMAGES = 500      # one batch request; more belongs in `python -m core predict`
@@ -133,7 +134,7 @@ def show_results(predictor: Predictor, model_key: str, images: list[tuple[str, b
     """Per image: the picture (or its Grad-CAM) and the top-k bars; then a table and a CSV download."""
     for result in results:
         if result["error"]:
-            st.warning(f"{result['file']}: {result['error']}")
+            st.warning(f"{escape_markdown(result['file'])}: {escape_markdown(result['error'])}")
     good = [(index, data, r) for index, ((_, data), r) in enumerate(zip(images, results, strict=True))
             if not r["error"]]
     for index, data, result in good[:MAX_DETAILED]:
@@ -144,7 +145,7 @@ def show_results(predictor: Predictor, model_key: str, images: list[tuple[str, b
             try:
                 image = _gradcam(model_key, digest, result["label"], predictor, data)
             except StudioError as exc:
-                st.error(str(exc))
+                st.error(escape_markdown(str(exc)))
                 gradcam = False  # the same reason holds for every image of this model: say it once
         picture.image(image, caption=result["file"], width="stretch")
         bars.metric("Answer", result["answer"], help=f"Top probability {result['probability']:.1%}")
