@@ -119,7 +119,7 @@ def ingest(source, workspace: Workspace, *, val_fraction: float = 0.2, seed: int
         try:
             records, summary = _build(opened.source, staging, val_fraction, seed, limits, report)
             summary.update(name=name or opened.name, source=opened.name)
-            _write_dataset(staging, dataset_id, name or opened.name, records, summary)
+            write_dataset_files(staging, dataset_id, name or opened.name, records, summary)
             return _move_into_place(workspace, staging, dataset_id, report)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -196,8 +196,9 @@ def _find_same_content(workspace: Workspace, dataset_id: str) -> str | None:
     return None
 
 
-def _write_dataset(folder: Path, dataset_id: str, name: str, records: list[dict], summary: dict,
-                   parent_id: str | None = None) -> None:
+def write_dataset_files(folder: Path, dataset_id: str, name: str, records: list[dict], summary: dict,
+                        parent_id: str | None = None, **meta) -> None:
+    """Write ``manifest.csv``, ``summary.json`` and ``dataset.json`` (with any extra ``meta``) into ``folder``."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -206,7 +207,7 @@ def _write_dataset(folder: Path, dataset_id: str, name: str, records: list[dict]
     atomic_write_json(folder / SUMMARY, summary)
     atomic_write_json(folder / META, {
         "id": dataset_id, "name": name, "classes": summary["classes"], "parent_id": parent_id,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "created_ts": time.time(),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "created_ts": time.time(), **meta,
     })
 
 

@@ -117,7 +117,7 @@ class JobManager:
             run_id = record["run_id"]
             if record.get("status") != "running" or run_id in self._children:
                 continue
-            if not _worker_alive(record.get("pid"), run_id):
+            if not _worker_alive(record.get("pid"), record.get("pid_started")):
                 if runs.transition_run(self.workspace, run_id, ("running",), status="interrupted",
                                        finished_at=time.time(),
                                        error="The training process ended unexpectedly (server restart, killed, "
@@ -142,7 +142,7 @@ class JobManager:
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL)
         log.close()
-        runs.update_run(self.workspace, run_id, pid=process.pid)
+        runs.update_run(self.workspace, run_id, pid=process.pid, pid_started=process_start_time(process.pid))
         self._children[run_id] = process
 
     def _reap(self) -> None:
@@ -158,18 +158,25 @@ class JobManager:
         self.recover_orphans()
 
 
-def _worker_alive(pid, run_id: str) -> bool:
-    """True when ``pid`` is a live (not zombie) worker process of ``run_id``."""
+def process_start_time(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot, from /proc); tells a process from a later one with its pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _worker_alive(pid, started: str | None) -> bool:
+    """True when ``pid`` is a live (not zombie) process that started at ``started`` (when known)."""
     if not pid:
         return False
-    proc = Path(f"/proc/{pid}")
-    if proc.exists():
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.parent.exists():
         try:
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             return False
-        return state != "Z" and run_id in cmdline
+        return fields[0] != "Z" and (started is None or fields[19] == started)
     try:
         os.kill(pid, 0)
     except OSError:

@@ -36,8 +36,9 @@ def run_dir(workspace: Workspace, run_id: str) -> Path:
     return workspace.runs_dir / run_id
 
 
-def create_run(workspace: Workspace, config, *, classes, status: str = "queued", run_id: str | None = None) -> str:
-    """Create the run folder with its record; returns the run id."""
+def create_run(workspace: Workspace, config, *, classes, status: str = "queued", run_id: str | None = None,
+               **fields) -> str:
+    """Create the run folder with its record (``fields`` are added to it); returns the run id."""
     run_id = run_id or new_run_id(config.backbone)
     folder = run_dir(workspace, run_id)
     folder.mkdir(parents=True, exist_ok=False)
@@ -55,6 +56,7 @@ def create_run(workspace: Workspace, config, *, classes, status: str = "queued",
         "timings": {},
         "error": None,
         "versions": library_versions(),
+        **fields,
     }
     atomic_write_json(folder / "run.json", record)
     atomic_write_json(folder / "labels.json", list(classes))

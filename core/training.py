@@ -31,9 +31,11 @@ class Interrupted(Exception):
 def train_model(config: TrainConfig, workspace: Workspace, *, on_epoch=None) -> dict:
     """Create a run for ``config`` and train it here; returns the final run record."""
     from core.datasets import load_dataset
+    from core.jobs import process_start_time
 
     dataset = load_dataset(workspace, config.dataset_id)
-    run_id = runs.create_run(workspace, config, classes=dataset.classes, status="running")
+    run_id = runs.create_run(workspace, config, classes=dataset.classes, status="running", pid=os.getpid(),
+                             pid_started=process_start_time(os.getpid()))
     return execute_run(workspace, run_id, on_epoch=on_epoch)
 
 
@@ -43,13 +45,17 @@ def execute_run(workspace: Workspace, run_id: str, *, on_epoch=None) -> dict:
     record = runs.load_run(workspace, run_id)
     config = TrainConfig.from_dict(record["config"])
     reporter = RunReporter(folder, on_epoch=on_epoch)
-    runs.update_run(workspace, run_id, status="running", pid=os.getpid(), started_at=time.time())
+    from core.jobs import process_start_time
+
+    runs.update_run(workspace, run_id, status="running", pid=os.getpid(),
+                    pid_started=process_start_time(os.getpid()), started_at=time.time(), error=None)
     timings: dict = {}
     started = time.perf_counter()
     final: dict = {}
     try:
         final = _train(workspace, run_id, config, reporter, timings)
         final["status"] = "stopped" if reporter.progress.get("stopped_by_user") else "done"
+        final["error"] = None
     except StopRequested:
         final = {"status": "stopped", "error": "Stopped before the first epoch ended; no model was saved."}
     except Interrupted:

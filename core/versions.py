@@ -9,9 +9,7 @@ the same parent give the same version id, so asking twice reuses the first versi
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import re
@@ -20,10 +18,10 @@ import time
 from collections import Counter
 
 from core.config import TrainConfig
-from core.datasets import MANIFEST, MANIFEST_COLUMNS, META, SUMMARY, Dataset, load_dataset
+from core.datasets import MANIFEST_COLUMNS, META, SUMMARY, Dataset, load_dataset, write_dataset_files
 from core.errors import DatasetError
 from core.splits import build_summary
-from core.workspace import Workspace, atomic_write_bytes, atomic_write_json, read_json
+from core.workspace import Workspace, read_json
 
 
 def create_version(workspace: Workspace, dataset_id: str, relabel: dict[str, str] | None = None,
@@ -57,7 +55,8 @@ def create_version(workspace: Workspace, dataset_id: str, relabel: dict[str, str
         _link_images(parent, records, staging)
         summary = _summary(parent, records, staging)
         name = f"{_root_name(workspace, parent)} v{len(list_versions(workspace, parent.id)) + 1}"
-        _write(staging, version_id, name, records, summary, parent.id, changes)
+        write_dataset_files(staging, version_id, name, records, summary, parent.id,
+                            changes={**changes, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         try:
             os.rename(staging, workspace.datasets_dir / version_id)
         except OSError:
@@ -159,22 +158,6 @@ def _summary(parent: Dataset, records: list[dict], folder) -> dict:
                             seed=old.get("seed", 0), generated_split=bool(old.get("generated_split")))
     summary.update(name=old.get("name", parent.name), source=old.get("source", parent.name), parent_id=parent.id)
     return summary
-
-
-def _write(folder, version_id: str, name: str, records: list[dict], summary: dict, parent_id: str,
-           changes: dict) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
-    atomic_write_bytes(folder / MANIFEST, buffer.getvalue().encode("utf-8"))
-    atomic_write_json(folder / SUMMARY, summary)
-    now = time.time()
-    atomic_write_json(folder / META, {
-        "id": version_id, "name": name, "classes": summary["classes"], "parent_id": parent_id,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "created_ts": now,
-        "changes": {**changes, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
-    })
 
 
 def _meta(workspace: Workspace, dataset_id: str) -> dict:

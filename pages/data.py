@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-from core.datasets import create_sample_dataset, delete_dataset, ingest, list_datasets, load_dataset
+from core.datasets import create_sample_dataset, delete_dataset, ingest, list_datasets
 from core.errors import StudioError
 from core.server_import import import_root, list_importable, resolve_import_path
 from ui import data_views as views
-from ui.state import get_dataset_id, get_workspace, set_dataset_id
+from ui.state import get_dataset_id, get_workspace, require_dataset, set_dataset_id
 from ui.text import escape_markdown
 
 st.title("Data")
@@ -81,16 +81,7 @@ if datasets:
                 st.session_state.pop("data_confirm_delete", None)
                 st.rerun()
 
-dataset_id = get_dataset_id()
-if not dataset_id:
-    st.info("Upload a zip or use the sample dataset to begin.")
-    st.stop()
-try:
-    dataset = load_dataset(workspace, dataset_id)
-except StudioError as exc:
-    views.show_error(str(exc))
-    set_dataset_id(None)
-    st.stop()
+dataset = require_dataset("Upload a zip or use the sample dataset to begin.")
 
 st.header("Current dataset")
 st.text(f"{dataset.name}  ({dataset.id})")

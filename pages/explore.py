@@ -2,11 +2,9 @@
 
 import streamlit as st
 
-from core.datasets import load_dataset
-from core.errors import StudioError
 from ui import explore_views as views
 from ui.jobs import get_manager
-from ui.state import get_dataset_id, get_workspace
+from ui.state import get_workspace, require_dataset
 
 st.title("Explore & clean data")
 st.caption("Each dot is one image, placed by what the pretrained model sees in it: similar images sit together. "
@@ -17,15 +15,7 @@ notice = st.session_state.pop(views.NOTICE, None)
 if notice:
     st.success(notice)
 
-dataset_id = get_dataset_id()
-if not dataset_id:
-    st.info("Pick or upload a dataset on the Data page first.")
-    st.stop()
-try:
-    dataset = load_dataset(workspace, dataset_id)
-except StudioError as exc:
-    st.error(str(exc))
-    st.stop()
+dataset = require_dataset()
 st.caption(f"Dataset {views.escape_markdown(dataset.name)} ({dataset.id}): {len(dataset.entries)} images in {len(dataset.classes)} classes.")
 
 settings = views.map_settings(workspace, dataset)

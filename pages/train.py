@@ -4,14 +4,13 @@ import streamlit as st
 
 from core.backbones import get_backbone
 from core.config import PRESETS, TrainConfig
-from core.datasets import load_dataset
 from core.errors import StudioError
 from core.features import cached_features, feature_key
 from core.speed import estimate_seconds, known_speeds, measure_speed
 from core.weights import resolve_weights, weights_available
 from ui import train_views as views
 from ui.jobs import format_seconds, get_manager, snapshot
-from ui.state import get_dataset_id, get_run_id, get_workspace, set_run_id
+from ui.state import get_run_id, get_workspace, require_dataset, set_run_id
 from ui.text import escape_markdown
 
 st.title("Train")
@@ -25,15 +24,7 @@ if current and current["record"]["status"] in views.ACTIVE:
     views.live_run(run_id)
     st.stop()
 
-dataset_id = get_dataset_id()
-if not dataset_id:
-    st.info("Pick or upload a dataset on the Data page first.")
-    st.stop()
-try:
-    dataset = load_dataset(workspace, dataset_id)
-except StudioError as exc:
-    st.error(str(exc))
-    st.stop()
+dataset = require_dataset()
 
 if current:
     with st.container(border=True):

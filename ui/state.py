@@ -50,3 +50,21 @@ def get_run_id() -> str | None:
 
 def set_run_id(run_id: str | None) -> None:
     _set("run", run_id)
+
+
+def require_dataset(missing_message: str = "Pick or upload a dataset on the Data page first."):
+    """The current dataset, or a message and ``st.stop()`` when there is none or it is gone."""
+    from core.datasets import load_dataset
+    from core.errors import StudioError
+    from ui.text import escape_markdown
+
+    dataset_id = get_dataset_id()
+    if not dataset_id:
+        st.info(missing_message)
+        st.stop()
+    try:
+        return load_dataset(get_workspace(), dataset_id)
+    except StudioError as exc:
+        st.error(escape_markdown(exc))
+        set_dataset_id(None)
+        st.stop()

@@ -107,3 +107,15 @@ def test_two_sessions_deleting_the_same_run_do_not_crash(workspace, tiny):
     assert runs.delete_run(workspace, run_id) is True
     assert runs.delete_run(workspace, run_id) is False
     assert runs.list_runs(workspace) == []
+
+
+def test_startup_leaves_a_run_trained_by_another_live_process_alone(workspace, tiny):
+    from core.jobs import process_start_time
+
+    run_id = runs.create_run(workspace, _config(tiny), classes=tiny.classes, status="running", pid=os.getpid(),
+                             pid_started=process_start_time(os.getpid()))
+    JobManager(workspace).recover_orphans()
+    assert runs.load_run(workspace, run_id)["status"] == "running"
+    runs.update_run(workspace, run_id, pid_started="1")  # the same pid, but a different process
+    JobManager(workspace).recover_orphans()
+    assert runs.load_run(workspace, run_id)["status"] == "interrupted"
