@@ -34,7 +34,8 @@ class TrainConfig:
         fine_tune_epochs: Epochs of the fine-tuning phase (``fine-tune`` only).
         fine_tune_layers: Top backbone layers to unfreeze; ``None`` uses the backbone's block boundary.
         batch_size: Images per batch.
-        learning_rate: Learning rate of the first phase.
+        learning_rate: Learning rate of the first phase; ``None`` picks 1e-2 when only the head trains (a
+            small, well-conditioned problem on fixed features) and 1e-3 when the whole network trains.
         fine_tune_learning_rate: Learning rate of the fine-tuning phase (keep it very low).
         dropout: Dropout before the classifier layer.
         hidden_units: Size of an optional hidden dense layer in the head (0: none).
@@ -55,7 +56,7 @@ class TrainConfig:
     fine_tune_epochs: int = 5
     fine_tune_layers: int | None = None
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float | None = None
     fine_tune_learning_rate: float = 1e-5
     dropout: float = 0.2
     hidden_units: int = 0
@@ -79,7 +80,8 @@ class TrainConfig:
         _check_range("batch_size", self.batch_size, 1, 4096)
         _check_range("early_stopping_patience", self.early_stopping_patience, 0, 1000)
         _check_range("hidden_units", self.hidden_units, 0, 8192)
-        _check_range("learning_rate", self.learning_rate, 1e-8, 1.0)
+        if self.learning_rate is not None:
+            _check_range("learning_rate", self.learning_rate, 1e-8, 1.0)
         _check_range("fine_tune_learning_rate", self.fine_tune_learning_rate, 1e-9, 1.0)
         _check_range("dropout", self.dropout, 0.0, 0.9)
         if self.image_size is not None:
@@ -88,6 +90,13 @@ class TrainConfig:
             _check_range("fine_tune_layers", self.fine_tune_layers, 1, 10_000)
         if self.strategy == "from-scratch" and self.weights != "none":
             object.__setattr__(self, "weights", "none")
+
+    @property
+    def effective_learning_rate(self) -> float:
+        """The first phase's learning rate, with ``None`` resolved for the strategy."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 1e-3 if self.strategy == "from-scratch" else 1e-2
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -101,11 +101,11 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
                        devices["jit_compile"], timings)
     train_started = time.perf_counter()
     if config.strategy == "from-scratch":
-        best = context.fit_images(phase=1, trainable="all", epochs=config.epochs, learning_rate=config.learning_rate,
-                                  augment=config.augment)
+        best = context.fit_images(phase=1, trainable="all", epochs=config.epochs,
+                                  learning_rate=config.effective_learning_rate, augment=config.augment)
     elif config.augment:
         best = context.fit_images(phase=1, trainable="frozen", epochs=config.epochs,
-                                  learning_rate=config.learning_rate, augment=True)
+                                  learning_rate=config.effective_learning_rate, augment=True)
     else:
         best = context.fit_head_on_features()
     if config.strategy == "fine-tune" and config.fine_tune_epochs > 0 and not reporter.progress.get("stopped_by_user"):
@@ -196,7 +196,7 @@ class _Context:
             count = sum(len(array) for array in features.values())
             record_speed(self.workspace, self.spec.name, self.image_size, count / self.timings["features_s"])
         head = head_of(self.model)
-        self.compile(head, self.config.learning_rate)
+        self.compile(head, self.config.effective_learning_rate)
         batch_size = self.config.batch_size
         train = tf.data.Dataset.from_tensor_slices((np.asarray(features["train"]), self.y_train))
         train = train.shuffle(len(self.y_train), seed=self.config.seed).batch(batch_size)

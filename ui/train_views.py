@@ -11,6 +11,7 @@ from core.speed import known_speeds
 from core.weights import weights_available
 from ui.charts import curves_figure
 from ui.jobs import format_seconds, get_manager, snapshot
+from ui.text import escape_markdown
 
 STRATEGY_HELP = {
     "feature-extraction": "Keep the pretrained network frozen and train only a small classifier on the features it "
@@ -21,7 +22,7 @@ STRATEGY_HELP = {
     "from-scratch": "Start from random weights and train the whole network. The baseline that shows what transfer "
                     "learning buys you: expect it to do much worse on small datasets.",
 }
-DEFAULTS = {"epochs": 10, "fine_tune_epochs": 5, "batch_size": 32, "learning_rate": 1e-3,
+DEFAULTS = {"epochs": 10, "fine_tune_epochs": 5, "batch_size": 32, "learning_rate": None,
             "fine_tune_learning_rate": 1e-5, "dropout": 0.2, "hidden_units": 0, "augment": False,
             "class_weights": "auto", "early_stopping_patience": 5, "seed": 0, "weights": "imagenet",
             "distribution": "auto", "resize": "squash"}
@@ -73,7 +74,8 @@ def render_advanced(spec) -> dict:
         b.number_input("Layers to unfreeze", 1, 2000, value=spec.default_fine_tune_layers(),
                        key=f"train_fine_tune_layers_{spec.name}",
                        help="Top layers of the network trained in fine-tuning (BatchNorm stays frozen)")
-        c.number_input("Learning rate", 1e-6, 1.0, format="%.5f", key="train_learning_rate")
+        c.number_input("Learning rate (empty: automatic)", 1e-6, 1.0, format="%.5f", key="train_learning_rate",
+                       placeholder="automatic", help="Empty: 0.01 when only the head trains, 0.001 from scratch")
         c.number_input("Fine-tuning learning rate", 1e-8, 1e-2, format="%.7f", key="train_fine_tune_learning_rate")
         c.slider("Dropout", 0.0, 0.9, key="train_dropout")
         a.number_input("Hidden units in the head (0 = none)", 0, 4096, key="train_hidden_units")
@@ -141,11 +143,11 @@ def render_status(run_id: str, record: dict, progress: dict) -> None:
     elif status == "done":
         st.success(f"Finished: best validation accuracy {record['best_val_accuracy']:.3f} after "
                    f"{record['epochs_run']} epochs in {format_seconds(record['timings'].get('total_s'))}.")
-        st.caption(f"Weights: {record.get('weights')}. Model: {record.get('model_path')}")
+        st.caption(escape_markdown(f"Weights: {record.get('weights')}. Model: {record.get('model_path')}"))
     elif status == "stopped":
-        st.warning(f"Stopped. {record.get('error') or 'The best model so far was kept.'}")
+        st.warning(f"Stopped. {escape_markdown(record.get('error') or 'The best model so far was kept.')}")
     else:
-        st.error(f"Run {status}: {record.get('error')}")
+        st.error(f"Run {status}: {escape_markdown(record.get('error'))}")
         if record.get("error_details"):
             with st.expander("Details"):
                 st.code(record["error_details"])

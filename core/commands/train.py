@@ -19,7 +19,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--fine-tune-epochs", type=int, default=5)
     parser.add_argument("--fine-tune-layers", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="first phase; default 1e-2 for a head on frozen features, 1e-3 from scratch")
     parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-5)
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--resize", default="squash", choices=("squash", "crop", "pad"))
