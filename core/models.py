@@ -95,7 +95,8 @@ def _build_head(num_features: int, num_classes: int, dropout: float, hidden_unit
     if hidden_units:
         x = keras.layers.Dense(hidden_units, activation="relu", name="head_hidden",
                                kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions",
+    # float32 even under a mixed-precision policy (GPU): a float16 softmax loses small probabilities.
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32",
                                  kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 1))(x)
     return keras.Model(inputs, outputs, name="head")
 

@@ -117,6 +117,7 @@ def delete_run(workspace: Workspace, run_id: str) -> bool:
     except FileNotFoundError:
         return False
     shutil.rmtree(trash, ignore_errors=True)
+    shutil.rmtree(workspace.tmp_dir / "exports" / run_id, ignore_errors=True)  # files built for download
     return True
 
 

@@ -39,3 +39,19 @@ def test_auto_strategy_on_this_cpu_machine_is_the_default_one():
            "print(choose_strategy('auto') is tf.distribute.get_strategy())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("True")
+
+
+def test_under_mixed_precision_the_model_still_outputs_float32_probabilities():
+    code = textwrap.dedent("""
+        import keras, numpy as np
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        from core.backbones import get_backbone
+        from core.models import build_classifier
+        from core.weights import resolve_weights
+        spec = get_backbone("mobilenet_v2")
+        model = build_classifier(spec, image_size=96, num_classes=3, weights=resolve_weights(spec, 96, "none"))
+        probs = np.asarray(model(np.zeros((2, 96, 96, 3), "float32")))
+        print(model.get_layer("backbone").compute_dtype, probs.dtype, round(float(probs.sum()), 3))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-3:] == ["float16", "float32", "2.0"]

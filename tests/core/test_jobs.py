@@ -104,7 +104,11 @@ def test_startup_marks_orphaned_running_runs_interrupted(workspace, tiny):
 
 def test_two_sessions_deleting_the_same_run_do_not_crash(workspace, tiny):
     run_id = runs.create_run(workspace, _config(tiny), classes=tiny.classes, status="done")
+    exports = workspace.tmp_dir / "exports" / run_id
+    exports.mkdir(parents=True)
+    (exports / "bundle.zip").write_bytes(b"zip")
     assert runs.delete_run(workspace, run_id) is True
+    assert not exports.exists()
     assert runs.delete_run(workspace, run_id) is False
     assert runs.list_runs(workspace) == []
 
