@@ -36,9 +36,24 @@ def sample_dataset(app_workspace):
     return create_sample_dataset(app_workspace)
 
 
-def open_page(page: str, **session) -> AppTest:
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny finished run (and its workspace) shared by a test module; the app under test uses it."""
+    from tests.trained_run import make_tiny_run
+
+    run = make_tiny_run(tmp_path_factory.mktemp("tiny-run"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(WORKSPACE_ENV, str(run.workspace.root))
+        st.cache_resource.clear()
+        st.cache_data.clear()
+        yield run
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def open_page(page: str, timeout: float = 120, **session) -> AppTest:
     """Run ``app.py`` switched to ``pages/<page>.py`` with ``session`` values set."""
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=timeout)
     for key, value in session.items():
         at.session_state[key] = value
     at.switch_page(f"pages/{page}.py")

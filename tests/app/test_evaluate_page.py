@@ -4,39 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from core.evaluation import evaluate_run
 from core.workspace import WORKSPACE_ENV
-from tests.trained_run import make_tiny_run
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    run = make_tiny_run(tmp_path_factory.mktemp("evaluate-page"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(WORKSPACE_ENV, str(run.workspace.root))
-        st.cache_resource.clear()
-        st.cache_data.clear()
-        yield run
-    st.cache_resource.clear()
-    st.cache_data.clear()
-
-
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-
-
-def open_page(page: str, **session) -> AppTest:
-    """Like conftest.open_page, with an absolute app path (a relative one resolves against conftest.py)."""
-    at = AppTest.from_file(APP, default_timeout=120)
-    for key, value in session.items():
-        at.session_state[key] = value
-    at.switch_page(f"pages/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+from tests.app.conftest import open_page
 
 
 def _table(at, column: str):

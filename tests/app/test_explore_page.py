@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from streamlit.testing.v1 import AppTest
-
 from core.datasets import load_dataset
-
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-
-
-def open_page(page: str, **session) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    for key, value in session.items():
-        at.session_state[key] = value
-    at.switch_page(f"pages/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+from tests.app.conftest import open_page
 
 
 def test_map_renders_and_relabel_creates_a_current_version(app_workspace, sample_dataset, keras_home):
-    at = open_page("explore", dataset=sample_dataset.id)
+    at = open_page("explore", timeout=180, dataset=sample_dataset.id)
     next(b for b in at.button if b.label == "Draw the map").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.get("plotly_chart"), "the embedding map is drawn"
@@ -51,7 +37,7 @@ def test_repeat_run_queues_the_last_runs_settings_on_the_version(app_workspace, 
     config = TrainConfig(dataset_id=sample_dataset.id, image_size=96, weights="none", epochs=1, batch_size=64)
     original = runs.create_run(app_workspace, config, classes=sample_dataset.classes, status="done")
     version = create_version(app_workspace, sample_dataset.id, exclude={sample_dataset.entries[0].file})
-    at = open_page("explore", dataset=version.id)
+    at = open_page("explore", timeout=180, dataset=version.id)
     next(b for b in at.button if b.label == "Repeat run on this version").click().run()
     assert not at.exception, [e.value for e in at.exception]
 

@@ -4,37 +4,14 @@ from __future__ import annotations
 
 import io
 import zipfile
-from pathlib import Path
 
-import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core.workspace import WORKSPACE_ENV
-from tests.trained_run import make_tiny_run
-
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    run = make_tiny_run(tmp_path_factory.mktemp("predict-page"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(WORKSPACE_ENV, str(run.workspace.root))
-        st.cache_resource.clear()
-        st.cache_data.clear()
-        yield run
-    st.cache_resource.clear()
-    st.cache_data.clear()
+from tests.app.conftest import open_page
 
 
 def _predict_page(run_id: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["run"] = run_id
-    at.switch_page("pages/predict.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page("predict", run=run_id)
 
 
 def _results(at):
