@@ -45,6 +45,8 @@ st.dataframe(views.backbone_table(workspace), hide_index=True, width="stretch")
 backbone = st.selectbox("Backbone", list(views.BACKBONES), key="train_backbone",
                         help="MobileNetV2 is the recommended default: fast on a CPU and accurate on small data.")
 spec = get_backbone(backbone)
+st.caption(f"{spec.display_name}: {spec.guidance} ImageNet top-1 {spec.top1:.3f}, {spec.params / 1e6:.1f} M parameters, "
+           f"{spec.default_size} px input.")
 
 st.subheader("2. Strategy")
 st.radio("Preset", list(PRESETS), key="train_preset", horizontal=True, index=None, on_change=views.apply_preset,
