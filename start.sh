@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure_venv.sh requirements.txt
-exec .venv/bin/python -m streamlit run app.py --server.address "${HOST:-localhost}" --server.port "${PORT:-8501}" "$@"
+exec .venv/bin/python scripts/serve.py --server.address "${HOST:-localhost}" --server.port "${PORT:-8501}" "$@"

@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure_venv.sh requirements-dev.txt
-.venv/bin/ruff check core ui pages tests bench app.py
+.venv/bin/ruff check core ui pages tests bench scripts app.py
 exec .venv/bin/python -m pytest "$@"

@@ -72,7 +72,7 @@ def main() -> None:
 
     port = free_port()
     env = {**os.environ, "TRANSFER_STUDIO_WORKSPACE": str(workspace.root)}
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+    server = subprocess.Popen([sys.executable, "scripts/serve.py", "--server.port", str(port),
                                "--server.headless", "true"], cwd=PROJECT_ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     manager = JobManager(workspace)

@@ -35,7 +35,7 @@ def server(tmp_path_factory):
     env = {**os.environ, "TRANSFER_STUDIO_WORKSPACE": str(workspace)}
     log = open(workspace.parent / "server.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+        [sys.executable, "scripts/serve.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
         cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
