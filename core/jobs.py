@@ -87,13 +87,17 @@ class JobManager:
         runs.transition_run(self.workspace, run_id, ("queued",), status="stopped", finished_at=time.time(),
                             error="Cancelled before it started.")
 
+    def status(self) -> tuple[list[dict], list[dict]]:
+        """``(running, queued)`` from one read of the run store; queued in the order they will start."""
+        records = runs.list_runs(self.workspace)
+        return [r for r in records if r.get("status") == "running"], _queued(records)
+
     def queue(self) -> list[dict]:
         """Queued runs in the order they will start."""
-        queued = [r for r in runs.list_runs(self.workspace) if r.get("status") == "queued"]
-        return sorted(queued, key=lambda record: record.get("queued_at", record["created_at"]))
+        return _queued(runs.list_runs(self.workspace))
 
     def running(self) -> list[dict]:
-        return [r for r in runs.list_runs(self.workspace) if r.get("status") == "running"]
+        return self.status()[0]
 
     def queue_position(self, run_id: str) -> int | None:
         """1-based place in the queue, None when not queued."""
@@ -106,14 +110,16 @@ class JobManager:
         """Reap finished workers, then start queued runs while there are free slots."""
         with self._lock:
             self._reap()
+            records = runs.list_runs(self.workspace)
+            self.recover_orphans(records)
             free = self.max_jobs - len(self._children)
-            for record in self.queue()[: max(free, 0)]:
+            for record in _queued(records)[: max(free, 0)]:
                 self._launch(record["run_id"])
 
-    def recover_orphans(self) -> list[str]:
+    def recover_orphans(self, records: list[dict] | None = None) -> list[str]:
         """Mark runs left ``running`` whose worker is gone as interrupted; returns their ids."""
         orphans = []
-        for record in runs.list_runs(self.workspace):
+        for record in runs.list_runs(self.workspace) if records is None else records:
             run_id = record["run_id"]
             if record.get("status") != "running" or run_id in self._children:
                 continue
@@ -155,7 +161,11 @@ class JobManager:
                                 finished_at=time.time(),
                                 error=f"The training process ended unexpectedly (exit code {code}: killed or out "
                                       "of memory). Try a smaller batch size or image size, then start again.")
-        self.recover_orphans()
+
+
+def _queued(records: list[dict]) -> list[dict]:
+    queued = [r for r in records if r.get("status") == "queued"]
+    return sorted(queued, key=lambda record: record.get("queued_at", record["created_at"]))
 
 
 def process_start_time(pid: int) -> str | None:

@@ -14,7 +14,7 @@ st.title("Runs & export")
 workspace = get_workspace()
 manager = get_manager()
 
-running, queued = manager.running(), manager.queue()
+running, queued = manager.status()
 st.caption(f"Server queue: {len(running)} running, {len(queued)} waiting, at most {manager.max_jobs} at once.")
 for position, record in enumerate(queued, start=1):
     st.caption(f"{position}. {record['run_id']} (waiting)")

@@ -42,7 +42,7 @@ def sidebar_status() -> None:
         st.markdown("**Current run**")
         st.caption(run_id)
     manager = get_manager()
-    running, queued = manager.running(), manager.queue()
+    running, queued = manager.status()
     if running or queued:
         st.markdown("**Training on this server**")
         for record in running:

@@ -126,9 +126,10 @@ def render_status(run_id: str, record: dict, progress: dict) -> None:
     status = record["status"]
     manager = get_manager()
     if status == "queued":
-        position = manager.queue_position(run_id)
-        st.info(f"Waiting in the queue: position {position} of {len(manager.queue())} "
-                f"({len(manager.running())} running, at most {manager.max_jobs} at once).")
+        running, queued = manager.status()
+        position = next((i + 1 for i, r in enumerate(queued) if r["run_id"] == run_id), "?")
+        st.info(f"Waiting in the queue: position {position} of {len(queued)} "
+                f"({len(running)} running, at most {manager.max_jobs} at once).")
     elif status == "running":
         stage = progress.get("stage", "starting")
         batch, of = progress.get("batch"), progress.get("of")
