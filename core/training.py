@@ -228,7 +228,7 @@ class _Context:
     def _fit(self, model, train, val, *, phase, steps, epochs, initial_epoch, best):
         callbacks, keeper = self.callbacks(phase, steps, epochs, best)
         model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
-                  class_weight=self.class_weight(), verbose=0)
+                  class_weight=self.class_weight(), shuffle=False, verbose=0)  # the datasets shuffle
         return keeper.best
 
 
