@@ -98,6 +98,7 @@ class ProgressCallback(keras.callbacks.Callback):
                             phase=self.phase)
         if self.reporter.stop_requested():
             self.stopped_by_user = True
+            self.reporter.progress["stopped_by_user"] = True
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):

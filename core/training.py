@@ -163,8 +163,8 @@ class _Context:
     def callbacks(self, phase: int, steps: int, last_epoch: int, best) -> tuple[list, BestWeights]:
         progress = ProgressCallback(self.reporter, phase=phase, steps=steps, total_epochs=last_epoch)
         keeper = BestWeights(best=best)
-        callbacks = [progress, keeper, _StopFlag(self.reporter, progress),
-                     keras.callbacks.TensorBoard(log_dir=str(self.folder / "logs"), write_graph=False)]
+        tensorboard = keras.callbacks.TensorBoard(log_dir=str(self.folder / "logs"), write_graph=False)
+        callbacks = [progress, keeper, tensorboard]
         if self.config.early_stopping_patience:
             callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss",
                                                            patience=self.config.early_stopping_patience))
@@ -230,18 +230,6 @@ class _Context:
         model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                   class_weight=self.class_weight(), shuffle=False, verbose=0)  # the datasets shuffle
         return keeper.best
-
-
-class _StopFlag(keras.callbacks.Callback):
-    """Marks the run as stopped by the user once fit has ended because of Stop."""
-
-    def __init__(self, reporter: RunReporter, progress: ProgressCallback):
-        super().__init__()
-        self.reporter, self.progress = reporter, progress
-
-    def on_train_end(self, logs=None):
-        if self.progress.stopped_by_user:
-            self.reporter.progress["stopped_by_user"] = True
 
 
 def build_augmentation(seed: int = 0) -> keras.Sequential:

@@ -38,8 +38,7 @@ _SOURCES: dict[str, tuple[str, str | None]] = {
     "convnext_tiny": (_GCS + "convnext/", "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1"),
 }
 
-_FINGERPRINTS: dict[tuple[str, int, int], str] = {}
-_HASH_CHECKS: dict[tuple[str, int, int, str], bool] = {}
+_DIGESTS: dict[tuple[str, int, int, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -94,29 +93,27 @@ def _file_key(path: Path) -> tuple[str, int, int]:
     return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
-def fingerprint_file(path: Path) -> str:
-    """``imagenet-<first 12 hex digits of the file's sha256>``, memoised per (path, size, mtime)."""
-    key = _file_key(path)
-    if key not in _FINGERPRINTS:
-        digest = hashlib.sha256()
+def _file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest of ``path`` with ``algorithm`` (``sha256`` or ``md5``), memoised per (path, size, mtime)."""
+    key = (*_file_key(path), algorithm)
+    if key not in _DIGESTS:
+        digest = hashlib.new(algorithm)
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
-        _FINGERPRINTS[key] = "imagenet-" + digest.hexdigest()[:12]
-    return _FINGERPRINTS[key]
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
+def fingerprint_file(path: Path) -> str:
+    """``imagenet-<first 12 hex digits of the file's sha256>``."""
+    return "imagenet-" + _file_digest(path, "sha256")[:12]
 
 
 def _matches_published_hash(path: Path, file_hash: str | None) -> bool:
     if file_hash is None:
         return True
-    key = (*_file_key(path), file_hash)
-    if key not in _HASH_CHECKS:
-        algorithm = hashlib.sha256() if len(file_hash) == 64 else hashlib.md5()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                algorithm.update(chunk)
-        _HASH_CHECKS[key] = algorithm.hexdigest() == file_hash
-    return _HASH_CHECKS[key]
+    return _file_digest(path, "sha256" if len(file_hash) == 64 else "md5") == file_hash
 
 
 def _from_folder(spec: BackboneSpec, image_size: int, folder: Path | None) -> ResolvedWeights | None:
