@@ -6,7 +6,7 @@ Needs only Python 3.10+, keras 3 (with its TensorFlow backend), pillow and numpy
     python predict.py photo1.jpg photo2.png [--top-k 3] [--json]
 
 The files next to this script: model.keras (raw RGB pixels 0..255 in, probabilities out),
-labels.json (class names in output order) and config.json (image_size and resize mode).
+labels.json (class names in output order) and config.json (image_size, resize mode, max_side).
 The image preparation below is a copy of the app's ``core.images`` (the app's tests check
 that both give identical pixels), so this script predicts what the app predicted.
 """
@@ -14,6 +14,7 @@ that both give identical pixels), so this script predicts what the app predicted
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from PIL import Image, ImageOps
 
 HERE = Path(__file__).resolve().parent
 PAD_COLOR = (0, 0, 0)
+JPEG_QUALITY = 90
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -53,6 +55,17 @@ def load_image(path) -> Image.Image:
     return to_rgb(image)
 
 
+def as_stored(image: Image.Image, max_side: int = 512) -> Image.Image:
+    """What the app stored for an image when it trained: longest side capped at max_side, JPEG re-encoded."""
+    image = image.copy()
+    image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=JPEG_QUALITY)
+    stored = Image.open(io.BytesIO(buffer.getvalue()))
+    stored.load()
+    return stored
+
+
 def prepare_image(image: Image.Image, image_size: int, resize: str = "squash") -> np.ndarray:
     """float32 (image_size, image_size, 3), values 0..255; resize is squash, crop or pad (black)."""
     image = to_rgb(image)
@@ -78,8 +91,9 @@ def predict(paths, top_k: int = 3, folder: Path = HERE, batch_size: int = 32) ->
     results = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
-        batch = np.stack([prepare_image(load_image(p), config["image_size"], config.get("resize", "squash"))
-                          for p in chunk])
+        max_side = int(config.get("max_side") or 512)
+        batch = np.stack([prepare_image(as_stored(load_image(p), max_side), config["image_size"],
+                                        config.get("resize", "squash")) for p in chunk])
         probabilities = np.asarray(model(batch, training=False))
         for path, probs in zip(chunk, probabilities, strict=True):
             order = np.argsort(-probs, kind="stable")[:max(1, top_k)]

@@ -11,12 +11,14 @@ STRATEGIES = ("feature-extraction", "fine-tune", "from-scratch")
 RESIZE_MODES = ("squash", "crop", "pad")
 CLASS_WEIGHT_MODES = ("auto", "on", "off")
 DISTRIBUTION_MODES = ("auto", "default", "mirrored")
+HEAD_MODES = ("auto", "linear", "mlp", "keras")
 
 # Presets the Train page offers; each is a partial TrainConfig.
+# Every preset lets cross-validation choose the head on cached embeddings (``head="auto"``).
 PRESETS: dict[str, dict] = {
-    "Quick": {"strategy": "feature-extraction", "epochs": 5, "augment": False},
-    "Balanced": {"strategy": "feature-extraction", "epochs": 15, "augment": False},
-    "Best accuracy": {"strategy": "fine-tune", "epochs": 10, "fine_tune_epochs": 5, "augment": False},
+    "Quick": {"strategy": "feature-extraction", "head": "linear", "augment": False},
+    "Balanced": {"strategy": "feature-extraction", "head": "auto", "augment": False},
+    "Best accuracy": {"strategy": "fine-tune", "head": "auto", "fine_tune_epochs": 10, "augment": False},
 }
 
 
@@ -30,18 +32,24 @@ class TrainConfig:
         strategy: ``feature-extraction``, ``fine-tune`` or ``from-scratch``.
         image_size: Input side in pixels; ``None`` takes the backbone's default.
         resize: How images reach the input size: ``squash``, ``crop`` or ``pad``.
-        epochs: Epochs of the first phase (the head, or the whole network from scratch).
+        head: How the head on frozen features is made: ``auto`` (k-fold cross-validation on the cached
+            embeddings picks among linear heads of several L2 strengths and a one-hidden-layer head with dropout
+            and weight decay), ``linear`` or ``mlp`` (cross-validation within that family), or ``keras`` (a Keras
+            head trained for ``epochs`` with ``learning_rate``, ``dropout`` and ``hidden_units``).
+        epochs: Epochs of the first phase when it trains with Keras (the ``keras`` head, augmentation, or the
+            whole network from scratch).
         fine_tune_epochs: Epochs of the fine-tuning phase (``fine-tune`` only).
-        fine_tune_layers: Top backbone layers to unfreeze; ``None`` uses the backbone's block boundary.
+        fine_tune_layers: Top backbone layers to unfreeze; ``None`` unfreezes the whole backbone (BatchNorm
+            layers always stay frozen).
         batch_size: Images per batch.
-        learning_rate: Learning rate of the first phase; ``None`` picks 1e-2 when only the head trains (a
-            small, well-conditioned problem on fixed features) and 1e-3 when the whole network trains.
-        fine_tune_learning_rate: Learning rate of the fine-tuning phase (keep it very low).
+        learning_rate: Peak learning rate of a Keras first phase (cosine decay); ``None`` picks 1e-3.
+        fine_tune_learning_rate: Peak learning rate of the fine-tuning phase (one epoch of warm-up, then cosine
+            decay); low, so the pretrained features are adjusted rather than overwritten.
         dropout: Dropout before the classifier layer.
         hidden_units: Size of an optional hidden dense layer in the head (0: none).
         augment: Random flips, rotation, zoom, translation and contrast on training images.
         class_weights: ``auto`` (on when the largest class is over 1.5x the smallest), ``on`` or ``off``.
-        early_stopping_patience: Epochs without validation improvement before stopping (0: off).
+        early_stopping_patience: Epochs without improvement on the selection images before stopping (0: off).
         seed: Makes runs repeatable.
         weights: ``imagenet`` or ``none``; ``from-scratch`` always uses ``none``.
         distribution: ``auto`` (MirroredStrategy on several GPUs), ``default`` or ``mirrored``.
@@ -52,12 +60,13 @@ class TrainConfig:
     strategy: str = "feature-extraction"
     image_size: int | None = None
     resize: str = "squash"
+    head: str = "auto"
     epochs: int = 10
-    fine_tune_epochs: int = 5
+    fine_tune_epochs: int = 10
     fine_tune_layers: int | None = None
     batch_size: int = 32
     learning_rate: float | None = None
-    fine_tune_learning_rate: float = 1e-5
+    fine_tune_learning_rate: float = 1e-4
     dropout: float = 0.2
     hidden_units: int = 0
     augment: bool = False
@@ -73,6 +82,7 @@ class TrainConfig:
         _check_choice("class_weights", self.class_weights, CLASS_WEIGHT_MODES)
         _check_choice("distribution", self.distribution, DISTRIBUTION_MODES)
         _check_choice("weights", self.weights, ("imagenet", "none"))
+        _check_choice("head", self.head, HEAD_MODES)
         if not self.dataset_id:
             raise ConfigError("No dataset given. Ingest a zip on the Data page (or `python -m core ingest`) first.")
         _check_range("epochs", self.epochs, 1, 1000)
@@ -93,10 +103,14 @@ class TrainConfig:
 
     @property
     def effective_learning_rate(self) -> float:
-        """The first phase's learning rate, with ``None`` resolved for the strategy."""
-        if self.learning_rate is not None:
-            return self.learning_rate
-        return 1e-3 if self.strategy == "from-scratch" else 1e-2
+        """The first phase's peak learning rate, with ``None`` resolved (1e-3, decayed by a cosine schedule)."""
+        return self.learning_rate if self.learning_rate is not None else 1e-3
+
+    @property
+    def needs_selection(self) -> bool:
+        """True when the run chooses something on held-out images (the best epoch of a Keras phase)."""
+        keras_phase_one = self.strategy == "from-scratch" or self.augment or self.head == "keras"
+        return keras_phase_one or (self.strategy == "fine-tune" and self.fine_tune_epochs > 0)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -25,7 +25,14 @@ from core.archive import IngestLimits, clean_text, open_source
 from core.errors import DatasetError
 from core.images import normalize_files
 from core.layout import Layout, detect_layout
-from core.splits import SPLIT_ORDER, SplitItem, assign_splits, build_summary, check_val_fraction
+from core.splits import (
+    SPLIT_ORDER,
+    SplitItem,
+    assign_splits,
+    build_summary,
+    check_val_fraction,
+    should_carve_test,
+)
 from core.workspace import Workspace, atomic_write_bytes, atomic_write_json, read_json
 
 __all__ = [
@@ -129,7 +136,7 @@ def ingest(source, workspace: Workspace, *, val_fraction: float = 0.2, seed: int
 def _make_id(name: str, fingerprint: str, val_fraction: float, seed: int, limits: IngestLimits) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", Path(name).stem.lower()).strip("-")[:40] or "dataset"
     params = f"{fingerprint}|{val_fraction!r}|{int(seed)}|{limits.max_pixels}|{limits.min_side}|" \
-             f"{limits.max_side}|{limits.max_file_bytes}|v1"
+             f"{limits.max_side}|{limits.max_file_bytes}|v2"
     return f"{slug}-{hashlib.sha256(params.encode()).hexdigest()[:10]}"
 
 
@@ -150,11 +157,14 @@ def _build(source, staging: Path, val_fraction: float, seed: int, limits: Ingest
     records.sort(key=lambda record: (record["label"], record["source"]))
     generated = not any(record["split"] == "val" for record in records)
     items = [SplitItem(r["label"], r["sha256"], r["split"]) for r in records]
+    test_carved = should_carve_test(items)
     for record, split in zip(records, assign_splits(items, val_fraction, seed), strict=True):
         record["split"] = split
     report(0.97, "Writing the manifest")
     summary = build_summary(records, layout=layout.kind, skipped=layout.skipped, rejected=rejected,
-                            val_fraction=val_fraction, seed=seed, generated_split=generated)
+                            val_fraction=val_fraction, seed=seed, generated_split=generated,
+                            test_carved=test_carved)
+    summary["max_side"] = limits.max_side  # prediction re-creates stored copies with the same cap
     return records, summary
 
 

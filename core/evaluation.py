@@ -50,6 +50,15 @@ class EvaluationResult:
     def num_images(self) -> int:
         return len(self.records)
 
+    @property
+    def accuracy_interval(self) -> tuple[float, float]:
+        """95% Wilson interval of the accuracy."""
+        from core.roles import wilson_interval
+
+        correct = sum(1 for record in self.records if record["correct"])
+        low, high = wilson_interval(correct, len(self.records))
+        return (round(low, 4), round(high, 4))
+
     def to_dict(self, include_records: bool = True) -> dict:
         """A JSON-able dict (what ``python -m core evaluate --json`` prints)."""
         out = {
@@ -58,6 +67,7 @@ class EvaluationResult:
             "classes": list(self.classes),
             "num_images": self.num_images,
             "accuracy": self.accuracy,
+            "ci95": list(self.accuracy_interval),
             "macro_f1": self.macro_f1,
             "per_class": self.per_class,
             "confusion_matrix": self.confusion,
@@ -231,7 +241,7 @@ def evaluate_run(workspace, run_id: str, split: str = "val", *, batch_size: int 
     classes = tuple(run.get("classes") or predictor.classes)
     _check_same_classes(classes, dataset.classes, run_id, dataset.id)
     paths = dataset.paths(split)
-    probabilities = predictor.predict_probabilities(paths, batch_size=batch_size)
+    probabilities = predictor.predict_probabilities(paths, batch_size=batch_size, stored=True)
     return evaluate_predictions(dataset.label_indices(split), probabilities, predictor.classes,
                                 files=[str(p) for p in paths], split=split, run_id=run_id)
 

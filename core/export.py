@@ -51,12 +51,16 @@ def export_bundle(workspace, run_id: str, out_path, *, evaluation=None) -> Path:
 
     run = load_run(workspace, run_id)
     predictor = Predictor.from_run(workspace, run_id)
-    evaluation, dataset, note = _evaluate_for_card(workspace, run_id, predictor, evaluation)
+    split = (run.get("headline") or {}).get("split", "val")
+    evaluation, dataset, note = _evaluate_for_card(workspace, run_id, predictor, evaluation, split)
     config = {**(run.get("config") or {}), "image_size": predictor.image_size, "resize": predictor.resize,
+              "max_side": predictor.max_side,
               "run_id": run_id, "input": "float32 (N, S, S, 3) raw RGB pixels 0..255"}
     metrics = {
         "run_id": run_id,
         "best_val_accuracy": run.get("best_val_accuracy"),
+        "headline": run.get("headline"),
+        "cv_estimate": run.get("cv_estimate"),
         "epochs_run": run.get("epochs_run"),
         "evaluation": evaluation.to_dict(include_records=False) if evaluation else None,
         "note": note,
@@ -252,18 +256,19 @@ class _TFLiteRunner:
         return self._interpreter.get_tensor(self._output).copy()
 
 
-def _evaluate_for_card(workspace, run_id, predictor, evaluation):
-    """Validation metrics and dataset for the model card; a note instead when they are unavailable."""
+def _evaluate_for_card(workspace, run_id, predictor, evaluation, split: str = "val"):
+    """Metrics on the headline split and dataset for the model card; a note instead when they are unavailable."""
     from core.datasets import load_dataset
     from core.evaluation import evaluate_run
 
     dataset = note = None
     try:
         dataset = load_dataset(workspace, predictor.config.get("dataset_id", ""))
-        evaluation = evaluation or evaluate_run(workspace, run_id, "val", predictor=predictor)
+        if evaluation is None or evaluation.split != split:
+            evaluation = evaluate_run(workspace, run_id, split, predictor=predictor)
     except StudioError as exc:
         # The dataset may have been deleted since training: the model is still worth exporting.
-        note = f"Validation metrics unavailable: {exc}"
+        note = f"Metrics unavailable: {exc}"
     return evaluation, dataset, note
 
 

@@ -18,8 +18,16 @@ from core.progress import StopRequested
 from core.workspace import Workspace, atomic_write_json, read_json
 
 
-def feature_key(dataset_id: str, backbone: str, image_size: int, resize: str, weights_fingerprint: str) -> str:
+def feature_key(dataset_id: str, backbone: str, image_size: int, resize: str, weights_fingerprint: str, *,
+                seed: int = 0) -> str:
+    """The cache key of a dataset's embeddings: everything the features depend on.
+
+    Random-init weights depend on the seed (the same seed gives the same backbone), so the seed is part of the key
+    then; pretrained weights are fixed by their fingerprint and the seed does not matter.
+    """
     text = f"{dataset_id}|{backbone}|{image_size}|{resize}|{weights_fingerprint}"
+    if weights_fingerprint == "none":
+        text += f"|seed={int(seed)}"
     return f"{backbone}-{image_size}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 

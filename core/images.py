@@ -25,6 +25,7 @@ from core.errors import ConfigError, DatasetError, WorkspaceError
 RESIZE_MODES = ("squash", "crop", "pad")
 PAD_COLOR = (0, 0, 0)  # "pad" letterboxes with black, like tf.image.resize_with_pad
 JPEG_QUALITY = 90
+DEFAULT_MAX_SIDE = IngestLimits().max_side
 MAX_BYTES_IN_FLIGHT = 256 * 1024**2  # original bytes read but not yet decoded
 
 # decode_image enforces its own, lower pixel limit from the header; Pillow's warning would only be noise.
@@ -112,6 +113,34 @@ def is_grayscale(image: Image.Image) -> bool:
     return ImageStat.Stat(spread).mean[0] < 8
 
 
+def _capped(image: Image.Image, max_side: int) -> Image.Image:
+    image = image.copy()
+    image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    return image
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def encode_stored(image: Image.Image, max_side: int) -> bytes:
+    """The bytes ingestion stores for an upright RGB image: longest side capped at ``max_side``, JPEG."""
+    return _jpeg(_capped(image, max_side))
+
+
+def as_stored(image: Image.Image, max_side: int = DEFAULT_MAX_SIDE) -> Image.Image:
+    """The pixels a model was trained on for this image: what ingestion would have stored, decoded again.
+
+    Prediction applies this to every image from outside a dataset, so an uploaded original and its stored
+    copy reach the model as the same pixels.
+    """
+    stored = Image.open(io.BytesIO(encode_stored(to_rgb(image), max_side)))
+    stored.load()
+    return stored
+
+
 def normalize_image(data: bytes, target: Path, limits: IngestLimits) -> dict:
     """Decode one uploaded file and store its normalized copy (RGB JPEG, longest side capped).
 
@@ -130,10 +159,10 @@ def normalize_image(data: bytes, target: Path, limits: IngestLimits) -> dict:
     except ImageRejected as exc:
         return {"sha256": sha256, "reason": str(exc)}
     width, height = image.size
-    image.thumbnail((limits.max_side, limits.max_side), Image.Resampling.BICUBIC)
-    gray = is_grayscale(image)
+    capped = _capped(image, limits.max_side)
+    gray = is_grayscale(capped)
     tmp = target.with_name(f".{target.name}.tmp")
-    image.save(tmp, "JPEG", quality=JPEG_QUALITY)
+    tmp.write_bytes(_jpeg(capped))
     os.replace(tmp, target)
     return {"sha256": sha256, "width": width, "height": height, "gray": gray}
 

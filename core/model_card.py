@@ -5,6 +5,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+from core.roles import format_headline
+
+
+def _split_name(evaluation) -> str:
+    if evaluation is None:
+        return "held-out split"
+    return {"val": "validation split", "test": "test split"}.get(evaluation.split, f"{evaluation.split} split")
+
 
 def render_model_card(run: dict, config: dict, classes, evaluation=None, dataset=None, note=None) -> str:
     """Markdown model card: data, model, training, metrics, confusion matrix, intended use and limits.
@@ -35,10 +43,15 @@ def render_model_card(run: dict, config: dict, classes, evaluation=None, dataset
         f"- Strategy: {config.get('strategy', '?')}; epochs run: {run.get('epochs_run', '?')}",
         f"- Input: {config['image_size']}x{config['image_size']} RGB, raw pixel values 0..255 "
         f"(resize mode `{config.get('resize', 'squash')}`); preprocessing is inside the model.",
-        f"- Best validation accuracy during training: {_pct(run.get('best_val_accuracy'))}",
+        f"- Headline accuracy: {format_headline(run.get('headline'))}; measured on images that chose nothing "
+        f"(epochs and weights were chosen on: {(run.get('roles') or {}).get('selection', '?')})",
+        *([f"- Cross-validated estimate of the head over every image: {format_headline(run['cv_estimate'])}"]
+          if run.get("cv_estimate") else []),
+        *([f"- Head chosen by {run['head_selection']['folds']}-fold cross-validation: "
+           f"`{run['head_selection']['chosen']}`"] if run.get("head_selection") else []),
         f"- Libraries: {_versions(run.get('versions') or {})}",
         "",
-        "## Metrics (validation split)",
+        f"## Metrics ({_split_name(evaluation)})",
         "",
         *_metric_lines(evaluation, note),
         "",
@@ -52,8 +65,9 @@ def render_model_card(run: dict, config: dict, classes, evaluation=None, dataset
         "",
         "- The model always answers with one of its classes, even for an image of something else; "
         "use a confidence threshold to answer \"unknown\" when the top probability is low.",
-        "- Accuracy was measured on a small validation split drawn from the same source as the training "
-        "data; expect lower accuracy on images from other cameras, lighting, or populations.",
+        "- Accuracy was measured on held-out images drawn from the same source as the training data (the 95% "
+        "interval above says how far the true figure may be); expect lower accuracy on images from other "
+        "cameras, lighting, or populations.",
         "- Not validated for medical, safety-critical or legal decisions.",
         "",
     ]

@@ -87,7 +87,8 @@ def _build_backbone(spec: BackboneSpec, image_size: int, weights: ResolvedWeight
     return backbone
 
 
-def _build_head(num_features: int, num_classes: int, dropout: float, hidden_units: int, seed: int):
+def build_head(num_features: int, num_classes: int, *, dropout: float = 0.2, hidden_units: int = 0, seed: int = 0):
+    """The ``head`` sub-model: embedding -> dropout -> optional ``head_hidden`` ReLU layer -> ``predictions``."""
     import keras
 
     inputs = keras.Input((num_features,), name="embedding")
@@ -140,7 +141,7 @@ def build_classifier(spec: BackboneSpec, *, image_size: int, num_classes: int, w
     backbone.trainable = False
     x = backbone(x, training=False)
     embedding = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    head = _build_head(int(embedding.shape[-1]), num_classes, dropout, hidden_units, seed)
+    head = build_head(int(embedding.shape[-1]), num_classes, dropout=dropout, hidden_units=hidden_units, seed=seed)
     outputs = head(embedding)
     return keras.Model(inputs, outputs, name=spec.name + MODEL_NAME_SUFFIX)
 
@@ -161,6 +162,13 @@ def feature_extractor(model):
     import keras
 
     return keras.Model(model.inputs, model.get_layer("pool").output, name="feature_extractor")
+
+
+def replace_head(model, head):
+    """The same model (input, preprocessing, backbone, pool; weights shared) with ``head`` on top instead."""
+    import keras
+
+    return keras.Model(model.inputs, head(model.get_layer("pool").output), name=model.name)
 
 
 def head_of(model):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ConfigError, ExportError, StudioError
+from core.images import DEFAULT_MAX_SIDE
 
 UNKNOWN_LABEL = "unknown"
 
@@ -42,6 +43,7 @@ class Predictor:
         self.resize = resize or "squash"
         self.source = source
         self.config = dict(config or {})
+        self.max_side = int(self.config.get("max_side") or DEFAULT_MAX_SIDE)
         outputs = int(model.output_shape[-1])
         if outputs != len(self.classes):
             raise ExportError(
@@ -59,7 +61,7 @@ class Predictor:
         model = load_run_model(workspace, run_id)
         config = run.get("config") or {}
         return cls(model, run.get("classes") or [], resize=config.get("resize", "squash"),
-                   source=run_id, config=config)
+                   source=run_id, config={**config, "max_side": run.get("max_side")})
 
     @classmethod
     def from_bundle(cls, path) -> Predictor:
@@ -104,14 +106,21 @@ class Predictor:
             )
         return cls.from_run(workspace, model_or_run)
 
-    def prepare(self, image) -> np.ndarray:
-        """One image (path, bytes, file object or PIL image) -> float32 (S, S, 3) array, 0..255."""
+    def prepare(self, image, *, stored: bool = False) -> np.ndarray:
+        """One image (path, bytes, file object or PIL image) -> float32 (S, S, 3) array, 0..255.
+
+        An image from outside a dataset first becomes what ingestion would have stored (longest side capped,
+        JPEG re-encoded), so the model sees the pixels it was trained on; ``stored=True`` marks a dataset's
+        stored copy, which is used as it is.
+        """
         from PIL import Image
 
-        from core.images import load_rgb_image, prepare_image
+        from core.images import as_stored, load_rgb_image, prepare_image
 
         # A PIL image (camera frame, already decoded) skips decoding; prepare_image converts its mode.
         rgb = image if isinstance(image, Image.Image) else load_rgb_image(image)
+        if not stored:
+            rgb = as_stored(rgb, self.max_side)
         return prepare_image(rgb, self.image_size, self.resize)
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
@@ -130,9 +139,13 @@ class Predictor:
         self.predict_arrays(np.zeros((1, self.image_size, self.image_size, 3), dtype=np.float32))
         return self
 
-    def predict_probabilities(self, images, batch_size: int = 32) -> np.ndarray:
-        """Probabilities (N, C) for a list of images, prepared and run ``batch_size`` at a time."""
-        chunks = [probs for _, probs in self._iter_batches(list(images), batch_size, on_error="raise")]
+    def predict_probabilities(self, images, batch_size: int = 32, *, stored: bool = False) -> np.ndarray:
+        """Probabilities (N, C) for a list of images, prepared and run ``batch_size`` at a time.
+
+        ``stored=True``: the images are a dataset's stored copies (see ``prepare``).
+        """
+        chunks = [probs for _, probs in self._iter_batches(list(images), batch_size, on_error="raise",
+                                                           stored=stored)]
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes)), dtype=np.float32)
 
     def predict_images(self, images, top_k: int = 3, unknown_threshold: float | None = None,
@@ -167,14 +180,14 @@ class Predictor:
                     results.append(self._result(name, next(rows), top_k, unknown_threshold))
         return results
 
-    def _iter_batches(self, images: list, batch_size: int, on_error: str):
+    def _iter_batches(self, images: list, batch_size: int, on_error: str, stored: bool = False):
         """Yields ([(index, array or error text)], probabilities of the arrays) per batch."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1; got {batch_size}.")
 
         def prepare(image):
             try:
-                return self.prepare(image)
+                return self.prepare(image, stored=stored)
             except StudioError as exc:
                 if on_error == "raise":
                     raise

@@ -7,9 +7,11 @@ the Hugging Face Trainer: the UI never reaches into a running job.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from core.runs import stop_requested
 from core.workspace import atomic_write_json
@@ -35,6 +37,19 @@ class RunReporter:
         self.history: list[dict] = []
         self.progress: dict = {"stage": "starting", "started_at": time.time()}
         self._last_write = 0.0
+        self._plan: list[tuple[str, float]] = []
+        self.clock = time.time
+
+    def plan(self, stages: list[tuple[str, float]]) -> None:
+        """Estimated seconds of each stage to come, in order; the ETA adds those after the current stage."""
+        self._plan = [(name, float(seconds)) for name, seconds in stages]
+
+    def seconds_after_stage(self) -> float:
+        """Estimated seconds of the planned stages after the current one."""
+        names = [name for name, _ in self._plan]
+        current = self.progress.get("stage")
+        start = names.index(current) + 1 if current in names else 0
+        return sum(seconds for _, seconds in self._plan[start:])
 
     def stop_requested(self) -> bool:
         return stop_requested(self.folder)
@@ -44,11 +59,20 @@ class RunReporter:
         self.progress = {**self.progress, "stage": stage, "stage_started_at": time.time(), **fields}
         self._write(force=True)
 
-    def batch(self, batch: int, of: int, **fields) -> None:
-        """Record the position within the current stage (written at most 4 times a second)."""
-        started = self.progress.get("stage_started_at", time.time())
-        elapsed = time.time() - started
-        eta = elapsed / batch * (of - batch) if batch and of else None
+    def batch(self, batch: int, of: int, *, stage_left: float | None = None, **fields) -> None:
+        """Record the position within the current stage (written at most 4 times a second).
+
+        Args:
+            batch: Units done in the current stage (or epoch).
+            of: Units in it.
+            stage_left: Seconds left in the current stage, when the caller knows better than a straight line
+                through the units done so far (an epoch of a multi-epoch phase).
+        """
+        started = self.progress.get("stage_started_at", self.clock())
+        elapsed = self.clock() - started
+        if stage_left is None and batch and of:
+            stage_left = elapsed / batch * (of - batch)
+        eta = None if stage_left is None else stage_left + self.seconds_after_stage()
         self.progress.update(batch=batch, of=of, elapsed=elapsed, eta=eta, **fields)
         self._write(force=batch >= of)
 
@@ -72,30 +96,55 @@ class RunReporter:
 class ProgressCallback(keras.callbacks.Callback):
     """Feeds a RunReporter from ``fit``: per batch position and ETA, per epoch metrics; honours Stop.
 
+    The ETA covers the whole run: what is left of this epoch (its batches at this epoch's measured pace, and its
+    validation pass), the phase's later epochs (at the measured time of whole epochs, validation included), and
+    the reporter's estimates of the stages after this phase.
+
     Args:
         reporter: Where to record progress.
         phase: Phase number written into each epoch record (1, or 2 for fine-tuning).
         steps: Batches per epoch.
-        total_epochs: Last epoch number of this phase (for the ETA over the phase).
+        total_epochs: Last epoch number of this phase.
+        validation_steps: Batches of the validation pass after each epoch.
     """
 
-    def __init__(self, reporter: RunReporter, *, phase: int, steps: int, total_epochs: int):
+    def __init__(self, reporter: RunReporter, *, phase: int, steps: int, total_epochs: int,
+                 validation_steps: int = 0):
         super().__init__()
         self.reporter = reporter
         self.phase = phase
         self.steps = steps
         self.total_epochs = total_epochs
+        self.validation_steps = validation_steps
         self.stopped_by_user = False
         self._epoch_start = 0.0
         self._epoch = 0
+        self._epoch_times: list[float] = []
+        self._train_times: list[float] = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        self._epoch_start = time.time()
+        self._epoch_start = self.reporter.clock()
+
+    def seconds_left(self, batches_done: int) -> float:
+        """Seconds left in this phase after ``batches_done`` batches of the current epoch."""
+        elapsed = self.reporter.clock() - self._epoch_start
+        per_batch = elapsed / max(batches_done, 1)
+        if self._epoch_times:
+            validation = max(0.0, np.mean(self._epoch_times) - np.mean(self._train_times))
+            per_epoch = float(np.mean(self._epoch_times))
+        else:
+            validation = per_batch * self.validation_steps / 3.0  # a forward pass costs about a third of a step
+            per_epoch = per_batch * self.steps + validation
+        later_epochs = max(0, self.total_epochs - (self._epoch + 1))
+        return (self.steps - batches_done) * per_batch + validation + later_epochs * per_epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        self.reporter.batch(batch + 1, self.steps, epoch=self._epoch + 1, total_epochs=self.total_epochs,
-                            phase=self.phase)
+        done = batch + 1
+        if done == self.steps:
+            self._train_times.append(self.reporter.clock() - self._epoch_start)
+        self.reporter.batch(done, self.steps, stage_left=self.seconds_left(done), epoch=self._epoch + 1,
+                            total_epochs=self.total_epochs, phase=self.phase)
         if self.reporter.stop_requested():
             self.stopped_by_user = True
             self.reporter.progress["stopped_by_user"] = True
@@ -103,10 +152,11 @@ class ProgressCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        self._epoch_times.append(self.reporter.clock() - self._epoch_start)
         record = {
             "epoch": epoch + 1,
             "phase": self.phase,
-            "epoch_time": round(time.time() - self._epoch_start, 3),
+            "epoch_time": round(self._epoch_times[-1], 3),
             "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
             "partial": self.stopped_by_user,
         }
@@ -116,30 +166,45 @@ class ProgressCallback(keras.callbacks.Callback):
         self.reporter.epoch(record)
 
 
+@dataclass
+class Best:
+    """The best model seen so far: its score on the selection images and its weights (of the full model)."""
+
+    score: tuple[float, float] | None
+    weights: list | None
+    epoch: int | None = None
+
+
 class BestWeights(keras.callbacks.Callback):
     """Keeps the weights of the best validation accuracy (lower val_loss breaks ties) and restores them
     at the end, whether training ended normally, early or by Stop.
 
     Args:
-        best: Score to beat, carried over from an earlier phase as (val_accuracy, -val_loss).
+        best: The best of earlier phases (score and weights); this phase must beat its score to replace it, and
+            when it never does, those weights are restored.
+        target: The model whose weights are kept (the full model, also when ``fit`` trains only its head).
     """
 
-    def __init__(self, best: tuple[float, float] | None = None):
+    def __init__(self, best: Best | None = None, target=None):
         super().__init__()
-        self.best = best
-        self.best_weights = None
-        self.best_epoch = None
+        self.best = best or Best(score=None, weights=None)
+        self.target = target
+
+    def _kept_model(self):
+        return self.target if self.target is not None else self.model
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if "val_accuracy" not in logs:
             return
         score = (float(logs["val_accuracy"]), -float(logs.get("val_loss", 0.0)))
-        if self.best is None or score > self.best:
-            self.best = score
-            self.best_weights = self.model.get_weights()
-            self.best_epoch = epoch + 1
+        if self.best.score is None or score > tuple(self.best.score):
+            self.best = Best(score=score, weights=self._kept_model().get_weights(), epoch=epoch + 1)
 
     def on_train_end(self, logs=None):
-        if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
+        if self.best.weights is not None:
+            self._kept_model().set_weights(self.best.weights)
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.best.epoch

@@ -17,6 +17,10 @@ import numpy as np
 from core.errors import ConfigError
 
 SPLIT_ORDER = ("train", "val", "test")
+# A test split is carved from an upload without val/ or test/ once every class has this many images: then the
+# headline accuracy can come from images that chose nothing. Smaller data gets a cross-validated estimate instead.
+TEST_FRACTION = 0.15
+MIN_CLASS_IMAGES_FOR_TEST = 100
 
 
 @dataclass(frozen=True)
@@ -43,10 +47,12 @@ def check_val_fraction(val_fraction: float) -> float:
 
 
 def assign_splits(items: list[SplitItem], val_fraction: float = 0.2, seed: int = 0) -> list[str]:
-    """The split of every item: given splits are kept; validation is generated when none is given.
+    """The split of every item: given splits are kept; validation (and test) are generated when none is given.
 
     When the upload has no validation images, the images without a split (or in ``train``) are
-    divided into ``train`` and ``val`` by a stratified, seeded split grouped by content hash.
+    divided into ``train`` and ``val`` by a stratified, seeded split grouped by content hash. When it has
+    neither validation nor test images and every class has at least ``MIN_CLASS_IMAGES_FOR_TEST`` images,
+    ``TEST_FRACTION`` of each class is first set aside as ``test`` (stratified, seeded, grouped the same way).
 
     Args:
         items: one per image, in any order.
@@ -62,12 +68,35 @@ def assign_splits(items: list[SplitItem], val_fraction: float = 0.2, seed: int =
     if has_val:
         return splits
     candidates = [i for i, item in enumerate(items) if item.split in (None, "train")]
+    if should_carve_test(items):
+        test = set(_grouped_validation(items, candidates, TEST_FRACTION, seed, salt=1))
+        for index in test:
+            splits[index] = "test"
+        candidates = [i for i in candidates if i not in test]
+        val_fraction = min(0.9, val_fraction / (1.0 - TEST_FRACTION))
     for index in _grouped_validation(items, candidates, val_fraction, seed):
         splits[index] = "val"
     return splits
 
 
-def _grouped_validation(items, candidates, val_fraction, seed) -> list[int]:
+def should_carve_test(items: list[SplitItem]) -> bool:
+    """True when the upload gives no val/test split and every class is large enough to spare a test split."""
+    if any(item.split in ("val", "test") for item in items):
+        return False
+    counts = Counter(item.label for item in items)
+    return bool(counts) and min(counts.values()) >= MIN_CLASS_IMAGES_FOR_TEST
+
+
+def holdout_indices(labels, groups, fraction: float, seed: int = 0) -> list[int]:
+    """A stratified, seeded, content-grouped holdout from one split (indices into ``labels``).
+
+    Used to choose epochs without touching the split a headline accuracy comes from.
+    """
+    items = [SplitItem(str(label), str(group), None) for label, group in zip(labels, groups, strict=True)]
+    return sorted(_grouped_validation(items, list(range(len(items))), fraction, seed, salt=2))
+
+
+def _grouped_validation(items, candidates, val_fraction, seed, salt: int = 0) -> list[int]:
     groups: dict[str, list[int]] = defaultdict(list)
     for index in candidates:
         groups[items[index].sha256].append(index)
@@ -81,7 +110,7 @@ def _grouped_validation(items, candidates, val_fraction, seed) -> list[int]:
         shas.sort()
         size = sum(len(groups[sha]) for sha in shas)
         target = max(1, round(val_fraction * size)) if len(shas) >= 2 else 0
-        rng = np.random.default_rng([int(seed), zlib.crc32(label.encode("utf-8"))])
+        rng = np.random.default_rng([int(seed), zlib.crc32(label.encode("utf-8"))] + ([salt] if salt else []))
         taken, in_train = 0, len(shas)
         for position in rng.permutation(len(shas)):
             if taken >= target or in_train <= 1:
@@ -130,7 +159,7 @@ def _stats(values: list[int]) -> dict:
 
 
 def build_summary(records: list[dict], *, layout: str, skipped: list[dict], rejected: list[dict],
-                  val_fraction: float, seed: int, generated_split: bool) -> dict:
+                  val_fraction: float, seed: int, generated_split: bool, test_carved: bool = False) -> dict:
     """The JSON-able summary of a dataset, with the warnings a user should read before training.
 
     Args:
@@ -142,6 +171,7 @@ def build_summary(records: list[dict], *, layout: str, skipped: list[dict], reje
         val_fraction: validation share used when ``generated_split``.
         seed: seed of the generated split.
         generated_split: True when the validation split was generated rather than given.
+        test_carved: True when a test split was set aside from an upload without one.
     """
     classes = sorted({r["label"] for r in records})
     present = [s for s in SPLIT_ORDER if any(r["split"] == s for r in records)]
@@ -157,7 +187,8 @@ def build_summary(records: list[dict], *, layout: str, skipped: list[dict], reje
         "image_sizes": {"width": _stats([r["width"] for r in records]),
                         "height": _stats([r["height"] for r in records])},
         "grayscale_fraction": round(sum(r["gray"] for r in records) / len(records), 3), "rejected": rejected, "skipped": skipped,
-        "duplicates": duplicates, "generated_split": generated_split,
+        "duplicates": duplicates, "generated_split": generated_split, "test_carved": test_carved,
+        "test_fraction": TEST_FRACTION if test_carved else None,
         "val_fraction": val_fraction if generated_split else None, "seed": seed,
     }
     summary["warnings"] = _warnings(summary)
@@ -196,6 +227,11 @@ def _warnings(summary: dict) -> list[dict]:
     if archives:
         warn("nested_archive", f"{len(archives)} archive(s) inside the upload were skipped, not extracted "
                                f"(e.g. '{archives[0]}'); extract them and upload their content if needed.")
+    if summary.get("test_carved"):
+        test_total = sum(summary["counts"].get("test", {}).values())
+        warn("test_split", f"A test split was set aside ({summary['test_fraction']:.0%} of each class, "
+                           f"{test_total} images). It is never used to choose anything, so the headline accuracy "
+                           f"of every run comes from it.")
     if summary["rejected"]:
         warn("rejected", f"{len(summary['rejected'])} files could not be used (see the rejected files).")
     return found

@@ -2,25 +2,24 @@
 
 ``execute_run(workspace, run_id)`` trains a run created by ``core.runs.create_run`` (the job
 worker calls it); ``train_model(config, workspace)`` creates and trains one in the calling process
-(the CLI). Feature extraction without augmentation takes the fast path: embeddings are cached
-once (``core.features``) and only the head trains on them, sharing its weights with the full model.
+(the CLI). Heads on frozen features are chosen by cross-validation on cached embeddings
+(``core.heads``); image phases keep the best weights seen on the selection images across phases
+(``core.roles``), and the headline accuracy of the saved model comes from images that chose nothing.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import traceback
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from core import runs
 from core.config import TrainConfig
 from core.errors import ConfigError, StudioError, WorkspaceError
-from core.progress import BestWeights, ProgressCallback, RunReporter, StopRequested
+from core.progress import RunReporter, StopRequested
 from core.workspace import WORKSPACE_ENV, Workspace
 
 
@@ -77,7 +76,10 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
     from core.backbones import get_backbone
     from core.datasets import load_dataset
     from core.distribute import choose_strategy, configure_precision
+    from core.images import DEFAULT_MAX_SIDE
     from core.models import build_classifier
+    from core.phases import RunParts, fit_head_phase, fit_image_phase, headline_of
+    from core.roles import data_roles
     from core.weights import resolve_weights
 
     reporter.stage("loading")
@@ -91,34 +93,43 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
                           f"{', '.join(map(str, spec.allowed_sizes))}.")
     weights = resolve_weights(spec, image_size, config.weights)
     devices = configure_precision()
-    runs.update_run(workspace, run_id, weights=weights.description, image_size=image_size, devices=devices)
+    roles = data_roles(dataset, needs_selection=config.needs_selection, seed=config.seed)
+    runs.update_run(workspace, run_id, weights=weights.description, image_size=image_size, devices=devices,
+                    roles=roles.describe(), max_side=dataset.summary.get("max_side") or DEFAULT_MAX_SIDE)
     keras.utils.set_random_seed(config.seed)
     strategy = choose_strategy(config.distribution)
     with strategy.scope():
         model = build_classifier(spec, image_size=image_size, num_classes=len(dataset.classes), weights=weights,
                                  dropout=config.dropout, hidden_units=config.hidden_units, seed=config.seed)
-    context = _Context(workspace, run_id, config, reporter, dataset, spec, image_size, weights, model, strategy,
-                       devices["jit_compile"], timings)
+    parts = RunParts(workspace=workspace, run_id=run_id, config=config, reporter=reporter, dataset=dataset,
+                     spec=spec, image_size=image_size, weights=weights, model=model, strategy=strategy,
+                     jit_compile=devices["jit_compile"], timings=timings, roles=roles)
     train_started = time.perf_counter()
+    reporter.plan(parts.work_plan())
     if config.strategy == "from-scratch":
-        best = context.fit_images(phase=1, trainable="all", epochs=config.epochs,
-                                  learning_rate=config.effective_learning_rate, augment=config.augment)
+        best = fit_image_phase(parts, phase=1, trainable="all", epochs=config.epochs,
+                               learning_rate=config.effective_learning_rate, augment=config.augment)
     elif config.augment:
-        best = context.fit_images(phase=1, trainable="frozen", epochs=config.epochs,
-                                  learning_rate=config.effective_learning_rate, augment=True)
+        best = fit_image_phase(parts, phase=1, trainable="frozen", epochs=config.epochs,
+                               learning_rate=config.effective_learning_rate, augment=True)
     else:
-        best = context.fit_head_on_features()
+        best = fit_head_phase(parts)
     if config.strategy == "fine-tune" and config.fine_tune_epochs > 0 and not reporter.progress.get("stopped_by_user"):
-        layers = config.fine_tune_layers or spec.default_fine_tune_layers()
-        best = context.fit_images(phase=2, trainable="top", top_layers=layers, epochs=config.fine_tune_epochs,
-                                  learning_rate=config.fine_tune_learning_rate, augment=True, best=best)
+        best = fit_image_phase(parts, phase=2, trainable="top", top_layers=parts.fine_tune_layers(),
+                               epochs=config.fine_tune_epochs, learning_rate=config.fine_tune_learning_rate,
+                               augment=True, best=best)
     timings["train_s"] = round(time.perf_counter() - train_started - timings.get("features_s", 0.0), 3)
     reporter.stage("saving")
-    path = save_model(model, runs.model_path(workspace, run_id))
+    path = save_model(parts.model, runs.model_path(workspace, run_id))
+    reporter.stage("evaluating")
+    headline = headline_of(parts)
     history = reporter.history
     return {
-        "best_val_accuracy": best[0] if best else None,
-        "val_loss": -best[1] if best else None,
+        "best_val_accuracy": headline.pop("val_accuracy", None),
+        "val_loss": headline.pop("val_loss", None),
+        "headline": headline["headline"],
+        "selection_score": list(best.score) if best and best.score else None,
+        "cv_estimate": headline.get("cv_estimate"),
         "epochs_run": len(history),
         "model_path": str(path),
         "image_size": image_size,
@@ -138,98 +149,6 @@ def save_model(model, path):
             f"workspace folder writable ({WORKSPACE_ENV}), then train again."
         ) from exc
     return path
-
-
-class _Context:
-    """What both phases of one run share."""
-
-    def __init__(self, workspace, run_id, config, reporter, dataset, spec, image_size, weights, model, strategy,
-                 jit_compile, timings):
-        self.workspace, self.run_id, self.config, self.reporter = workspace, run_id, config, reporter
-        self.dataset, self.spec, self.image_size, self.weights = dataset, spec, image_size, weights
-        self.model, self.strategy, self.jit_compile, self.timings = model, strategy, jit_compile, timings
-        self.folder = runs.run_dir(workspace, run_id)
-        self.y_train = dataset.label_indices("train")
-        self.y_val = dataset.label_indices("val")
-
-    def class_weight(self) -> dict | None:
-        counts = np.bincount(self.y_train, minlength=len(self.dataset.classes)).astype(float)
-        ratio = counts.max() / max(counts.min(), 1.0)
-        if self.config.class_weights == "off" or (self.config.class_weights == "auto" and ratio <= 1.5):
-            return None
-        weights = counts.sum() / (len(counts) * np.maximum(counts, 1.0))
-        return {index: float(weight) for index, weight in enumerate(weights)}
-
-    def callbacks(self, phase: int, steps: int, last_epoch: int, best) -> tuple[list, BestWeights]:
-        progress = ProgressCallback(self.reporter, phase=phase, steps=steps, total_epochs=last_epoch)
-        keeper = BestWeights(best=best)
-        tensorboard = keras.callbacks.TensorBoard(log_dir=str(self.folder / "logs"), write_graph=False)
-        callbacks = [progress, keeper, tensorboard]
-        if self.config.early_stopping_patience:
-            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss",
-                                                           patience=self.config.early_stopping_patience))
-        return callbacks, keeper
-
-    def compile(self, model, learning_rate: float) -> None:
-        with self.strategy.scope():
-            model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                          jit_compile=self.jit_compile)
-
-    def fit_head_on_features(self):
-        from core.features import cached_features, extract_features, feature_key
-        from core.models import feature_extractor, head_of
-        from core.speed import record_speed
-
-        started = time.perf_counter()
-        self.reporter.stage("features")
-        key = feature_key(self.dataset.id, self.spec.name, self.image_size, self.config.resize,
-                          self.weights.fingerprint)
-        was_cached = cached_features(self.workspace, key) is not None
-        features = extract_features(self.workspace, key, feature_extractor(self.model), self.dataset,
-                                    image_size=self.image_size, resize=self.config.resize,
-                                    batch_size=self.config.batch_size, reporter=self.reporter,
-                                    meta={"backbone": self.spec.name, "weights": self.weights.description})
-        self.timings["features_s"] = round(time.perf_counter() - started, 3)
-        runs.update_run(self.workspace, self.run_id, feature_key=key, features_cached=was_cached)
-        if not was_cached:
-            count = sum(len(array) for array in features.values())
-            record_speed(self.workspace, self.spec.name, self.image_size, count / self.timings["features_s"])
-        head = head_of(self.model)
-        self.compile(head, self.config.effective_learning_rate)
-        batch_size = self.config.batch_size
-        train = tf.data.Dataset.from_tensor_slices((np.asarray(features["train"]), self.y_train))
-        train = train.shuffle(len(self.y_train), seed=self.config.seed).batch(batch_size)
-        val = tf.data.Dataset.from_tensor_slices((np.asarray(features["val"]), self.y_val)).batch(batch_size)
-        steps = math.ceil(len(self.y_train) / batch_size)
-        self.reporter.stage("phase 1", phase_started_epoch=1)
-        return self._fit(head, train, val, phase=1, steps=steps, epochs=self.config.epochs, initial_epoch=0,
-                         best=None)
-
-    def fit_images(self, *, phase, trainable, epochs, learning_rate, augment, top_layers=0, best=None):
-        from core.models import set_backbone_trainable
-        from core.pipeline import make_image_dataset
-
-        counts = set_backbone_trainable(self.model, trainable, top_layers)
-        runs.update_run(self.workspace, self.run_id, **{f"phase{phase}_trainable": counts})
-        self.compile(self.model, learning_rate)
-        size, batch_size, resize = self.image_size, self.config.batch_size, self.config.resize
-        train = make_image_dataset(self.dataset.paths("train"), self.y_train, image_size=size,
-                                   batch_size=batch_size, resize=resize, shuffle=True, seed=self.config.seed,
-                                   augment=build_augmentation(self.config.seed) if augment else None)
-        val = make_image_dataset(self.dataset.paths("val"), self.y_val, image_size=size, batch_size=batch_size,
-                                 resize=resize)
-        initial_epoch = len(self.reporter.history)
-        self.reporter.stage(f"phase {phase}", phase_started_epoch=initial_epoch + 1)
-        steps = math.ceil(len(self.y_train) / batch_size)
-        return self._fit(self.model, train, val, phase=phase, steps=steps, epochs=initial_epoch + epochs,
-                         initial_epoch=initial_epoch, best=best)
-
-    def _fit(self, model, train, val, *, phase, steps, epochs, initial_epoch, best):
-        callbacks, keeper = self.callbacks(phase, steps, epochs, best)
-        model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
-                  class_weight=self.class_weight(), shuffle=False, verbose=0)  # the datasets shuffle
-        return keeper.best
 
 
 def build_augmentation(seed: int = 0) -> keras.Sequential:

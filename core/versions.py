@@ -155,7 +155,8 @@ def _summary(parent: Dataset, records: list[dict], folder) -> dict:
     old = parent.summary
     summary = build_summary(enriched, layout=old.get("layout", "version"), skipped=old.get("skipped", []),
                             rejected=old.get("rejected", []), val_fraction=old.get("val_fraction") or 0.2,
-                            seed=old.get("seed", 0), generated_split=bool(old.get("generated_split")))
+                            seed=old.get("seed", 0), generated_split=bool(old.get("generated_split")),
+                            test_carved=bool(old.get("test_carved")))
     summary.update(name=old.get("name", parent.name), source=old.get("source", parent.name), parent_id=parent.id)
     return summary
 

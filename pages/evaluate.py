@@ -33,7 +33,10 @@ splits = [split for split in ("val", "test") if split in dataset.splits and data
 if not splits:
     st.error(f"Dataset {dataset.id} has no validation or test images to evaluate on.")
     st.stop()
-split = right.selectbox("Images", splits, format_func=views.SPLIT_NAMES.get, key="eval_split")
+headline_split = (record.get("headline") or {}).get("split")
+if headline_split in splits and st.session_state.get("eval_split_run") != run_id:
+    st.session_state["eval_split"], st.session_state["eval_split_run"] = headline_split, run_id
+split = right.selectbox("Images", splits, format_func=lambda name: views.split_label(name, record), key="eval_split")
 
 try:
     result = views.evaluation(workspace, run_id, split)
@@ -42,7 +45,10 @@ except StudioError as exc:
     st.stop()
 
 cols = st.columns(4)
-cols[0].metric("Accuracy", f"{result.accuracy:.1%}")
+low, high = result.accuracy_interval
+cols[0].metric("Accuracy", f"{result.accuracy:.1%}", help=f"95% interval {low:.1%} to {high:.1%} "
+               f"({result.num_images} images)")
+st.caption(views.split_caption(split, record, low, high))
 cols[1].metric("Macro F1", f"{result.macro_f1:.3f}")
 cols[2].metric("Images", result.num_images)
 cols[3].metric("Mistakes", sum(not r["correct"] for r in result.records))

@@ -73,7 +73,7 @@ fingerprint = "none" if config.weights == "none" else None
 if fingerprint is None and weights_available(spec, size):
     fingerprint = resolve_weights(spec, size, "imagenet").fingerprint
 cached = bool(fingerprint) and cached_features(
-    workspace, feature_key(dataset.id, backbone, size, config.resize, fingerprint)) is not None
+    workspace, feature_key(dataset.id, backbone, size, config.resize, fingerprint, seed=config.seed)) is not None
 estimate = estimate_seconds(config, images_per_s=speed, num_train=len(dataset.split_entries("train")),
                             num_total=len(dataset.entries), features_cached=cached)
 left, right = st.columns([3, 1])

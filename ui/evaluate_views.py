@@ -17,6 +17,24 @@ from core.workspace import Workspace
 from ui.text import escape_markdown
 
 SPLIT_NAMES = {"val": "validation", "test": "test"}
+
+
+def split_label(split: str, record: dict) -> str:
+    """A split's name, marked when it is the run's headline (images that chose nothing)."""
+    headline = (record.get("headline") or {}).get("split")
+    return f"{SPLIT_NAMES[split]} (headline: chose nothing)" if split == headline else SPLIT_NAMES[split]
+
+
+def split_caption(split: str, record: dict, low: float, high: float) -> str:
+    """What these images did in training, so a person knows how far to trust the accuracy."""
+    roles = record.get("roles") or {}
+    interval = f"95% interval {low:.1%} to {high:.1%}."
+    if roles.get("headline_split") == split:
+        return f"These images chose nothing in training: this is the honest figure. {interval}"
+    if roles.get("selection") == "val" and split == "val":
+        return (f"These images chose the epochs and best weights, so this figure is optimistic; the test split "
+                f"is the honest one. {interval}")
+    return interval
 GALLERY_COLUMNS = 4
 
 

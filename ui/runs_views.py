@@ -12,18 +12,22 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
     rows = []
     for record in records:
         config = record.get("config", {})
-        accuracy = record.get("best_val_accuracy")
+        headline = record.get("headline") or {}
+        accuracy = headline.get("accuracy")
+        low, high = headline.get("ci95") or (None, None)
         rows.append({
             "when": time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("created_at", 0))),
             "run": record["run_id"],
             "dataset": record.get("dataset_id"),
             "backbone": config.get("backbone"),
             "strategy": config.get("strategy"),
-            "best val accuracy": None if accuracy is None else round(accuracy, 4),
+            "accuracy": None if accuracy is None else round(accuracy, 4),
+            "95% CI": "" if low is None else f"{low:.2f}-{high:.2f}",
+            "on": f"{headline['split']} ({headline['n']} images)" if headline else "",
             "epochs": record.get("epochs_run"),
             "duration (s)": (record.get("timings") or {}).get("total_s"),
             "status": record.get("status"),
             "weights": record.get("weights"),
         })
-    return pd.DataFrame(rows, columns=["when", "run", "dataset", "backbone", "strategy", "best val accuracy",
+    return pd.DataFrame(rows, columns=["when", "run", "dataset", "backbone", "strategy", "accuracy", "95% CI", "on",
                                        "epochs", "duration (s)", "status", "weights"])

@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from core.backbones import BACKBONES
-from core.config import PRESETS, STRATEGIES
+from core.config import HEAD_MODES, PRESETS, STRATEGIES
+from core.roles import format_headline
 from core.speed import known_speeds
 from core.weights import weights_available
 from ui.charts import curves_figure
@@ -22,8 +23,8 @@ STRATEGY_HELP = {
     "from-scratch": "Start from random weights and train the whole network. The baseline that shows what transfer "
                     "learning buys you: expect it to do much worse on small datasets.",
 }
-DEFAULTS = {"epochs": 10, "fine_tune_epochs": 5, "batch_size": 32, "learning_rate": None,
-            "fine_tune_learning_rate": 1e-5, "dropout": 0.2, "hidden_units": 0, "augment": False,
+DEFAULTS = {"head": "auto", "epochs": 10, "fine_tune_epochs": 10, "batch_size": 32, "learning_rate": None,
+            "fine_tune_learning_rate": 1e-4, "dropout": 0.2, "hidden_units": 0, "augment": False,
             "class_weights": "auto", "early_stopping_patience": 5, "seed": 0, "weights": "imagenet",
             "distribution": "auto", "resize": "squash"}
 ACTIVE = ("queued", "running")
@@ -69,13 +70,18 @@ def render_advanced(spec) -> dict:
         a.selectbox("Resize", ["squash", "crop", "pad"], key="train_resize",
                     help="squash: stretch to a square; crop: centre crop; pad: letterbox with black bars")
         a.number_input("Batch size", 1, 512, key="train_batch_size")
-        b.number_input("Epochs (phase 1)", 1, 500, key="train_epochs")
+        a.selectbox("Head", HEAD_MODES, key="train_head",
+                    help="auto: cross-validation on the cached features picks among linear heads of several "
+                         "regularization strengths and a hidden-layer head; linear / mlp: choose within one "
+                         "family; keras: train the head below with Keras for the epochs and learning rate set here")
+        b.number_input("Epochs (phase 1, Keras)", 1, 500, key="train_epochs",
+                       help="Used when phase 1 trains with Keras: the keras head, augmentation, or from scratch")
         b.number_input("Fine-tuning epochs", 0, 500, key="train_fine_tune_epochs")
-        b.number_input("Layers to unfreeze", 1, 2000, value=spec.default_fine_tune_layers(),
-                       key=f"train_fine_tune_layers_{spec.name}",
-                       help="Top layers of the network trained in fine-tuning (BatchNorm stays frozen)")
+        b.number_input("Layers to unfreeze (0 = all)", 0, 2000, value=0, key=f"train_fine_tune_layers_{spec.name}",
+                       help="Top layers of the network trained in fine-tuning; 0 unfreezes the whole network. "
+                            "BatchNorm layers always stay frozen.")
         c.number_input("Learning rate (empty: automatic)", 1e-6, 1.0, format="%.5f", key="train_learning_rate",
-                       placeholder="automatic", help="Empty: 0.01 when only the head trains, 0.001 from scratch")
+                       placeholder="automatic", help="Peak of a cosine schedule; empty: 0.001")
         c.number_input("Fine-tuning learning rate", 1e-8, 1e-2, format="%.7f", key="train_fine_tune_learning_rate")
         c.slider("Dropout", 0.0, 0.9, key="train_dropout")
         a.number_input("Hidden units in the head (0 = none)", 0, 4096, key="train_hidden_units")
@@ -89,7 +95,7 @@ def render_advanced(spec) -> dict:
                     help="auto uses every GPU when there are several")
     keys = [key for key in DEFAULTS] + ["image_size"]
     values = {key: s[f"train_{key}"] for key in keys}
-    values["fine_tune_layers"] = int(s[f"train_fine_tune_layers_{spec.name}"])
+    values["fine_tune_layers"] = int(s[f"train_fine_tune_layers_{spec.name}"]) or None
     for key in ("epochs", "fine_tune_epochs", "batch_size", "hidden_units", "early_stopping_patience", "seed",
                 "image_size"):
         values[key] = int(values[key])
@@ -122,6 +128,25 @@ def live_run(run_id: str) -> None:
         right.plotly_chart(curves_figure({run_id: history}, "accuracy"), key=f"acc_{run_id}")
 
 
+def render_honesty(record: dict) -> None:
+    """Where the headline comes from, what chose what, and the head candidates with their scores."""
+    roles = record.get("roles") or {}
+    if roles:
+        st.caption(f"The headline accuracy is measured on the {roles['headline_split']} split, which chose "
+                   f"nothing; epochs and weights were chosen on: {roles['selection']}.")
+    if record.get("cv_estimate"):
+        st.caption(f"Small data, so also: the chosen head cross-validated over every image gives "
+                   f"{format_headline(record['cv_estimate'])}.")
+    selection = record.get("head_selection")
+    if selection:
+        st.markdown(f"**Head chosen by {selection['folds']}-fold cross-validation** on "
+                    f"{selection['fit_images']} training images: `{selection['chosen']}`")
+        st.dataframe(pd.DataFrame(selection["candidates"], columns=["name", "accuracy", "std", "seconds"]),
+                     hide_index=True, key=f"heads_{record['run_id']}",
+                     column_config={"accuracy": st.column_config.NumberColumn("cross-validated accuracy",
+                                                                              format="%.4f")})
+
+
 def render_status(run_id: str, record: dict, progress: dict) -> None:
     status = record["status"]
     manager = get_manager()
@@ -142,8 +167,9 @@ def render_status(run_id: str, record: dict, progress: dict) -> None:
         else:
             st.progress(0.0, text=f"{label}…")
     elif status == "done":
-        st.success(f"Finished: best validation accuracy {record['best_val_accuracy']:.3f} after "
-                   f"{record['epochs_run']} epochs in {format_seconds(record['timings'].get('total_s'))}.")
+        st.success(f"Finished in {format_seconds(record['timings'].get('total_s'))}: accuracy "
+                   f"{format_headline(record.get('headline'))}.")
+        render_honesty(record)
         st.caption(escape_markdown(f"Weights: {record.get('weights')}. Model: {record.get('model_path')}"))
     elif status == "stopped":
         st.warning(f"Stopped. {escape_markdown(record.get('error') or 'The best model so far was kept.')}")

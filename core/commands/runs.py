@@ -16,21 +16,22 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from core.roles import format_headline
     from core.runs import list_runs
 
     records = list_runs(Workspace.open(args.workspace))
     if args.json:
         fields = ("run_id", "status", "dataset_id", "best_val_accuracy", "val_loss", "epochs_run", "timings",
-                  "created_at", "weights", "error")
+                  "created_at", "weights", "error", "headline")
         rows = [{**{key: r.get(key) for key in fields}, "backbone": r["config"]["backbone"],
                  "strategy": r["config"]["strategy"]} for r in records]
         print(json.dumps(rows))
         return 0
     for r in records:
-        accuracy = r.get("best_val_accuracy")
+        headline = r.get("headline") or {}
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.get("created_at", 0)))
         print(f"{r['run_id']}  {when}  {r['status']:<11} {r['config']['backbone']:<18} "
-              f"{r['config']['strategy']:<18} val_acc={'-' if accuracy is None else f'{accuracy:.4f}'}")
+              f"{r['config']['strategy']:<18} accuracy {format_headline(headline)}")
     if not records:
         print("no runs yet")
     return 0

@@ -15,13 +15,15 @@ def add_parser(subparsers) -> None:
     parser.add_argument("dataset", help="dataset id, or a zip / folder to ingest first")
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--strategy", default="feature-extraction", choices=STRATEGIES)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--fine-tune-epochs", type=int, default=5)
-    parser.add_argument("--fine-tune-layers", type=int, default=None)
+    parser.add_argument("--head", default="auto", choices=("auto", "linear", "mlp", "keras"),
+                        help="auto: k-fold cross-validation on the cached features picks the head (default)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of a Keras first phase")
+    parser.add_argument("--fine-tune-epochs", type=int, default=10)
+    parser.add_argument("--fine-tune-layers", type=int, default=None, help="default: the whole backbone")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=None,
-                        help="first phase; default 1e-2 for a head on frozen features, 1e-3 from scratch")
-    parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-5)
+                        help="peak of a Keras first phase (cosine decay); default 1e-3")
+    parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--resize", default="squash", choices=("squash", "crop", "pad"))
     parser.add_argument("--dropout", type=float, default=0.2)
@@ -49,7 +51,7 @@ def run(args) -> int:
     else:
         load_dataset(workspace, dataset_id)  # a wrong id fails fast, before TensorFlow loads
     config = TrainConfig(
-        dataset_id=dataset_id, backbone=args.backbone, strategy=args.strategy, epochs=args.epochs,
+        dataset_id=dataset_id, backbone=args.backbone, strategy=args.strategy, head=args.head, epochs=args.epochs,
         fine_tune_epochs=args.fine_tune_epochs, fine_tune_layers=args.fine_tune_layers,
         batch_size=args.batch_size, learning_rate=args.learning_rate,
         fine_tune_learning_rate=args.fine_tune_learning_rate, image_size=args.image_size, resize=args.resize,
@@ -71,15 +73,21 @@ def run(args) -> int:
         print(json.dumps({"run_id": record["run_id"], "status": record["status"],
                           "val_accuracy": record.get("best_val_accuracy"), "val_loss": record.get("val_loss"),
                           "epochs_run": record.get("epochs_run"), "timings": timings,
-                          "model_path": record.get("model_path"), "weights": record.get("weights")}))
+                          "model_path": record.get("model_path"), "weights": record.get("weights"),
+                          "headline": record.get("headline"), "cv_estimate": record.get("cv_estimate"),
+                          "roles": record.get("roles"), "head_selection": record.get("head_selection")}))
     else:
-        print(f"run {record['run_id']} {record['status']}: val_accuracy={record.get('best_val_accuracy')} "
+        from core.roles import format_headline
+
+        print(f"run {record['run_id']} {record['status']}: accuracy {format_headline(record.get('headline'))} "
               f"model={record.get('model_path')} ({timings['total_s']:.1f} s)")
     return 0
 
 
 def _print_epoch(record: dict) -> None:
     metrics = " ".join(f"{key}={record[key]:.4f}" for key in ("loss", "accuracy", "val_loss", "val_accuracy")
-                       if key in record)
+                       if record.get(key) is not None)
+    if record.get("head"):
+        metrics += f" head={record['head']}"
     print(f"epoch {record['epoch']} phase {record['phase']} {metrics} time={record['epoch_time']:.2f}s",
           flush=True)

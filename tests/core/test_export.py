@@ -25,7 +25,7 @@ from core.export import (
     export_savedmodel,
     export_tflite,
 )
-from core.images import RESIZE_MODES, load_rgb_image, prepare_image
+from core.images import RESIZE_MODES, as_stored, load_rgb_image, prepare_image
 from core.prediction import Predictor
 from tests.trained_run import shared_tiny_run
 
@@ -73,8 +73,8 @@ def test_bundle_script_prepares_identical_pixels_to_core_images(tmp_path, resize
     script = _bundle_script_module()
     for path in _odd_images(tmp_path):
         for size in (32, 57):
-            ours = prepare_image(load_rgb_image(path), size, resize)
-            theirs = script.prepare_image(script.load_image(path), size, resize)
+            ours = prepare_image(as_stored(load_rgb_image(path)), size, resize)
+            theirs = script.prepare_image(script.as_stored(script.load_image(path)), size, resize)
             assert theirs.dtype == np.float32 and theirs.shape == (size, size, 3)
             np.testing.assert_array_equal(theirs, ours, err_msg=f"{path.name} {resize} {size}")
 

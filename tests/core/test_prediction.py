@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from core.errors import ConfigError, DatasetError, ExportError, RunError
-from core.images import load_rgb_image, prepare_image
+from core.images import as_stored, load_rgb_image, prepare_image
 from core.prediction import UNKNOWN_LABEL, Predictor, results_csv, results_frame
 from tests.trained_run import shared_tiny_run
 
@@ -27,7 +27,7 @@ def predictor(tiny):
 
 def test_predictions_match_the_model_on_prepared_pixels(tiny, predictor):
     paths = tiny.dataset.paths("val")
-    batch = np.stack([prepare_image(load_rgb_image(p), 32) for p in paths])
+    batch = np.stack([prepare_image(as_stored(load_rgb_image(p)), 32) for p in paths])
     expected = np.asarray(predictor.model(batch, training=False))
     results = predictor.predict_images(paths, top_k=2)
     assert [r["label"] for r in results] == [tiny.dataset.classes[i] for i in expected.argmax(1)]

@@ -37,7 +37,7 @@ def test_feature_extraction_saved_model_predicts_what_the_head_predicted(workspa
     from core.models import head_of
     from core.pipeline import make_image_dataset
 
-    record = train_model(_config(tiny), workspace)
+    record = train_model(_config(tiny, head="keras"), workspace)
     assert record["status"] == "done", record.get("error")
     assert record["epochs_run"] == 2
     model = runs.load_run_model(workspace, record["run_id"])
@@ -49,10 +49,10 @@ def test_feature_extraction_saved_model_predicts_what_the_head_predicted(workspa
 
 
 def test_second_run_reuses_the_feature_cache(workspace, tiny):
-    first = train_model(_config(tiny), workspace)
+    first = train_model(_config(tiny, head="keras"), workspace)
     cache = workspace.features_dir / first["feature_key"]
     stamp = (cache / "meta.json").stat().st_mtime_ns
-    second = train_model(_config(tiny, epochs=3, dropout=0.5), workspace)
+    second = train_model(_config(tiny, epochs=3, dropout=0.5, head="keras"), workspace)
     assert second["feature_key"] == first["feature_key"]
     assert (cache / "meta.json").stat().st_mtime_ns == stamp
     assert len(list(workspace.features_dir.iterdir())) == 1
@@ -60,12 +60,13 @@ def test_second_run_reuses_the_feature_cache(workspace, tiny):
 
 
 def test_fine_tune_continues_epoch_numbers_and_keeps_batchnorm_frozen(workspace, tiny):
-    record = train_model(_config(tiny, strategy="fine-tune", fine_tune_epochs=2, fine_tune_layers=10), workspace)
+    record = train_model(_config(tiny, strategy="fine-tune", head="keras", fine_tune_epochs=2, fine_tune_layers=10,
+                                 fine_tune_learning_rate=1e-5), workspace)
     assert record["status"] == "done", record.get("error")
     history = runs.load_history(workspace, record["run_id"])
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     assert [h["phase"] for h in history] == [1, 1, 2, 2]
-    assert history[2]["learning_rate"] == pytest.approx(1e-5)
+    assert 0 < history[2]["learning_rate"] <= 1e-5
     model = runs.load_run_model(workspace, record["run_id"])
     backbone = model.get_layer("backbone")
     trainable = [layer for layer in backbone.layers if layer.trainable and layer.weights]
@@ -91,7 +92,7 @@ def test_stop_during_training_keeps_the_best_model(workspace, tiny):
     def stop_after_first_epoch(record):
         runs.request_stop(workspace, folder_holder["run_id"])
 
-    config = _config(tiny, epochs=1000)
+    config = _config(tiny, epochs=1000, head="keras")
     run_id = runs.create_run(workspace, config, classes=tiny.classes, status="running")
     folder_holder["run_id"] = run_id
     from core.training import execute_run

@@ -1,0 +1,178 @@
+"""The saved model is the model reported, the headline comes from images that chose nothing, and heads are chosen
+by cross-validation: tiny generated data, random weights (mechanics, not accuracy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core import runs
+from core.config import TrainConfig
+from core.splits import MIN_CLASS_IMAGES_FOR_TEST, SplitItem, assign_splits
+from core.training import train_model
+from tests.factories import make_tiny_dataset
+from tests.trained_run import ingest_with_test_split
+
+
+def _config(dataset, **overrides) -> TrainConfig:
+    values = {"dataset_id": dataset.id, "backbone": "mobilenet_v2", "image_size": 96, "weights": "none",
+              "epochs": 2, "batch_size": 8, "early_stopping_patience": 0}
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _evaluate_saved(workspace, run_id, split):
+    from core.evaluation import evaluate_run
+
+    return evaluate_run(workspace, run_id, split=split)
+
+
+def test_a_fine_tune_phase_that_only_gets_worse_saves_the_reported_model(workspace, tmp_path):
+    dataset = ingest_with_test_split(workspace, tmp_path)
+    # A learning rate of 0.5 on the whole backbone wrecks it: phase 2 must not replace phase 1's weights.
+    record = train_model(_config(dataset, strategy="fine-tune", fine_tune_epochs=2, fine_tune_learning_rate=0.5),
+                         workspace)
+    assert record["status"] == "done", record.get("error")
+    history = runs.load_history(workspace, record["run_id"])
+    best_selection = max(h["val_accuracy"] for h in history)
+    assert record["selection_score"][0] == pytest.approx(best_selection)
+    saved_val = _evaluate_saved(workspace, record["run_id"], "val")
+    assert saved_val.accuracy == pytest.approx(record["selection_score"][0], abs=1e-9)
+    saved_test = _evaluate_saved(workspace, record["run_id"], "test")
+    assert record["headline"]["split"] == "test"
+    assert record["headline"]["accuracy"] == pytest.approx(saved_test.accuracy, abs=1e-9)
+
+
+def test_headline_comes_from_val_when_there_is_no_test_and_choices_use_a_train_holdout(workspace, tmp_path):
+    dataset = make_tiny_dataset(workspace, tmp_path)
+    record = train_model(_config(dataset, strategy="fine-tune", fine_tune_epochs=1), workspace)
+    assert record["status"] == "done", record.get("error")
+    assert record["roles"]["headline_split"] == "val"
+    assert record["roles"]["selection"].startswith("holdout of")
+    fit, held = record["roles"]["fit_images"], record["roles"]["selection_images"]
+    assert fit + held == len(dataset.split_entries("train")) and held >= len(dataset.classes)
+    headline = record["headline"]
+    assert headline["n"] == len(dataset.split_entries("val"))
+    low, high = headline["ci95"]
+    assert low <= headline["accuracy"] <= high
+    assert headline["accuracy"] == pytest.approx(_evaluate_saved(workspace, record["run_id"], "val").accuracy)
+
+
+def test_feature_extraction_chooses_its_head_by_cross_validation_and_saves_it(workspace, tmp_path):
+    from core.features import cached_features
+    from core.models import head_of
+
+    dataset = make_tiny_dataset(workspace, tmp_path)
+    record = train_model(_config(dataset, head="auto"), workspace)
+    assert record["status"] == "done", record.get("error")
+    selection = record["head_selection"]
+    assert {c["family"] for c in selection["candidates"]} == {"linear", "mlp"}
+    assert selection["chosen"] == selection["candidates"][0]["name"]
+    scores = [c["accuracy"] for c in selection["candidates"]]
+    assert scores == sorted(scores, reverse=True)
+    model = runs.load_run_model(workspace, record["run_id"])
+    features = cached_features(workspace, record["feature_key"])
+    probabilities = np.asarray(head_of(model)(np.asarray(features["val"])))
+    accuracy = float(np.mean(probabilities.argmax(1) == dataset.label_indices("val")))
+    assert record["headline"]["accuracy"] == pytest.approx(accuracy)
+    assert record["cv_estimate"]["method"] == "cross-validation"
+    assert record["cv_estimate"]["n"] == len(dataset.entries)
+
+
+def test_fitted_heads_load_into_keras_heads_exactly():
+    from core.heads import HeadCandidate, fit_candidate, load_head_weights
+    from core.models import build_head
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 16)).astype("float32") * 3 + 1
+    for num_classes in (2, 3):
+        y = rng.integers(0, num_classes, 60)
+        x[np.arange(60), y] += 4
+        for candidate in (HeadCandidate("linear", "linear", l2=0.5),
+                          HeadCandidate("mlp", "mlp", hidden_units=8, dropout=0.2, weight_decay=1e-3, epochs=3)):
+            fitted = fit_candidate(candidate, x, y, num_classes)
+            head = build_head(16, num_classes, hidden_units=fitted.hidden_units)
+            load_head_weights(head, fitted)
+            np.testing.assert_allclose(np.asarray(head(x)), fitted.predict_proba(x), atol=1e-5)
+
+
+def test_cross_validation_prefers_the_candidate_that_generalizes():
+    from core.heads import HeadCandidate, cross_validate
+
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 40)
+    x = rng.normal(size=(80, 200)).astype("float32")  # 200 noise dimensions and one weak signal
+    x[:, 0] += (y * 2 - 1) * 1.0
+    strong = HeadCandidate("strong L2", "linear", l2=1e-3)
+    none = HeadCandidate("almost no L2", "linear", l2=1e4)
+    results = cross_validate([none, strong], x, y, np.arange(80).astype(str), 2)
+    assert results[0]["name"] == "strong L2"
+    assert results[0]["folds"] == 5
+
+
+def test_a_test_split_is_carved_only_from_large_uploads_without_splits():
+    big = [SplitItem(label, f"{label}-{i}", None) for label in "ab" for i in range(MIN_CLASS_IMAGES_FOR_TEST)]
+    big += [SplitItem("a", "a-0", None)]  # a duplicate: must land with its twin
+    splits = assign_splits(big, 0.2, seed=0)
+    assert splits.count("test") > 0 and splits.count("val") > 0
+    twins = [s for item, s in zip(big, splits, strict=True) if item.sha256 == "a-0"]
+    assert len(set(twins)) == 1
+    for label in "ab":
+        share = sum(1 for item, s in zip(big, splits, strict=True) if item.label == label and s == "test")
+        assert 0.13 <= share / MIN_CLASS_IMAGES_FOR_TEST <= 0.17
+    small = [SplitItem(label, f"{label}-{i}", None) for label in "ab" for i in range(MIN_CLASS_IMAGES_FOR_TEST - 1)]
+    assert "test" not in assign_splits(small, 0.2)
+    given_val = [SplitItem(item.label, item.sha256, "val" if i % 5 == 0 else "train") for i, item in enumerate(big)]
+    assert "test" not in assign_splits(given_val, 0.2)
+
+
+def test_wilson_interval_matches_the_textbook_values():
+    from core.roles import wilson_interval
+
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-3) and high == pytest.approx(0.9433, abs=1e-3)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_feature_cache_key_holds_the_seed_only_for_random_weights():
+    from core.features import feature_key
+
+    random = [feature_key("d", "mobilenet_v2", 96, "squash", "none", seed=seed) for seed in (0, 1)]
+    assert random[0] != random[1]
+    pretrained = [feature_key("d", "mobilenet_v2", 96, "squash", "imagenet-abc", seed=seed) for seed in (0, 1)]
+    assert pretrained[0] == pretrained[1]
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_eta_covers_every_epoch_validation_and_the_stages_after(tmp_path):
+    from core.progress import ProgressCallback, RunReporter
+
+    reporter = RunReporter(tmp_path)
+    reporter.clock = clock = _Clock()
+    reporter.plan([("phase 1", 50.0), ("saving", 2.0), ("evaluating", 3.0)])
+    reporter.stage("phase 1")
+    callback = ProgressCallback(reporter, phase=1, steps=10, total_epochs=5, validation_steps=3)
+
+    class _Model:
+        stop_training = False
+
+    callback.set_model(_Model())
+    for epoch in range(2):  # two whole epochs: 10 batches of 1 s, then 2 s of validation
+        callback.on_epoch_begin(epoch)
+        for batch in range(10):
+            clock.now += 1.0
+            callback.on_train_batch_end(batch)
+        clock.now += 2.0
+        callback._epoch_times.append(clock.now - callback._epoch_start)
+    callback.on_epoch_begin(2)
+    clock.now += 1.0
+    callback.on_train_batch_end(0)
+    # 9 batches + 2 s validation left in epoch 3, then 2 epochs of 12 s, then 5 s of later stages.
+    assert reporter.progress["eta"] == pytest.approx(9 + 2 + 24 + 5)
