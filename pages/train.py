@@ -50,7 +50,8 @@ st.caption(f"{spec.display_name}: {spec.guidance} ImageNet top-1 {spec.top1:.3f}
 
 st.subheader("2. Strategy")
 st.radio("Preset", list(PRESETS), key="train_preset", horizontal=True, index=None, on_change=views.apply_preset,
-         help="Quick: features + a few epochs. Balanced: more epochs. Best accuracy: adds fine-tuning.")
+         help="Quick: a linear head on cached features. Balanced: cross-validation also tries a hidden-layer head. "
+              "Best accuracy: adds fine-tuning of the whole network.")
 strategy = views.strategy_picker()
 settings = views.render_advanced(spec)
 

@@ -19,7 +19,9 @@ def _fake_run(workspace, dataset, seed: int, accuracies) -> str:
 
     atomic_write_json(runs.run_dir(workspace, run_id) / "history.json", history)
     runs.update_run(workspace, run_id, best_val_accuracy=max(accuracies), epochs_run=len(accuracies),
-                    timings={"total_s": 3.0})
+                    timings={"total_s": 3.0}, headline={"split": "val", "accuracy": max(accuracies), "n": 40,
+                                                         "correct": round(40 * max(accuracies)),
+                                                         "ci95": [0.5, 0.99]})
     return run_id
 
 
@@ -33,7 +35,8 @@ def test_runs_are_listed_with_their_best_accuracy(two_runs):
     at = open_page("runs")
     table = at.dataframe[0].value
     assert set(table["run"]) == set(two_runs)
-    assert sorted(table["best val accuracy"]) == [0.7, 0.95]
+    assert sorted(table["accuracy"]) == [0.7, 0.95]
+    assert set(table["on"]) == {"val (40 images)"}
 
 
 def test_selecting_two_runs_overlays_their_curves(two_runs):

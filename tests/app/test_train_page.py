@@ -12,6 +12,7 @@ def _texts(at) -> str:
 
 def _configure(at, **values):
     at.selectbox(key="train_weights").set_value(values.pop("weights", "none"))
+    at.selectbox(key="train_head").set_value(values.pop("head", "keras"))
     at.selectbox(key="train_image_size").set_value(96)
     at.number_input(key="train_batch_size").set_value(16)
     at.number_input(key="train_early_stopping_patience").set_value(0)
@@ -28,11 +29,14 @@ def _start(at):
 
 def test_a_tiny_run_shows_curves_and_finishes(sample_dataset):
     at = open_page("train", dataset=sample_dataset.id)
-    _configure(at, epochs=3)
+    _configure(at, epochs=3, head="auto")
     _start(at)
     at = rerun_until(at, lambda at: "Finished" in _texts(at))
     assert len(at.get("plotly_chart")) >= 2
-    assert "best validation accuracy" in _texts(at)
+    assert "on val (" in _texts(at) and "95% CI" in _texts(at)
+    assert any("Head chosen by" in m.value for m in at.markdown)
+    candidates = next(d.value for d in at.dataframe if "accuracy" in d.value.columns and "std" in d.value.columns)
+    assert {"linear C=0.1", "mlp 256, dropout 0.5"} <= set(candidates["name"])
 
 
 def test_stop_ends_a_running_job(sample_dataset):

@@ -1,0 +1,139 @@
+"""The model we hand over against the seed articles' recipe, on every shared dataset, on the same split.
+
+For each zip in ../shared/data: ingest it as a user would (a test split is carved from an upload without splits
+once every class has 100 images), train each strategy with default settings (MobileNetV2 224 px, ImageNet
+weights), and train the seed recipe (frozen base inside the model, global average pooling, Dense 256 ReLU,
+softmax, Adam 1e-4, ``model.fit`` over the images for 10 epochs, the last epoch kept) on the same training
+images. Every accuracy is the saved model's on the run's headline split (images that chose nothing), with its
+95% Wilson interval. Seconds are wall time of training (feature extraction included), measured in this one
+process, so the ratio against the seed recipe is what to read; absolute seconds swing with the machine's load.
+
+Results are appended to a JSON-lines file as they come (``--out``), so a long run keeps what it finished;
+``--table`` prints the Markdown table of a results file. Asserts nothing.
+
+Usage: ``.venv/bin/python bench/bench_quality.py [--datasets hymenoptera ...] [--strategies ...] [--out F]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from _common import setup_environment, shared_zip
+
+scratch = setup_environment()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from core.backbones import get_backbone  # noqa: E402
+from core.config import TrainConfig  # noqa: E402
+from core.datasets import ingest  # noqa: E402
+from core.pipeline import make_image_dataset  # noqa: E402
+from core.roles import accuracy_with_interval  # noqa: E402
+from core.training import train_model  # noqa: E402
+from core.weights import resolve_weights  # noqa: E402
+from core.workspace import Workspace  # noqa: E402
+
+DATASETS = ("hymenoptera", "brain_tumor_mri", "sign_language_digits")
+STRATEGIES = ("feature-extraction", "fine-tune", "from-scratch", "seed-recipe")
+
+
+def seed_recipe(dataset, headline: str, epochs: int = 10) -> dict:
+    """The seed articles' recipe, trained on every training image, scored on the headline split."""
+    spec = get_backbone("mobilenet_v2")
+    keras.utils.set_random_seed(0)
+    started = time.perf_counter()
+    base = keras.applications.MobileNetV2(include_top=False, weights=resolve_weights(spec, 224, "imagenet")
+                                          .keras_weights, input_shape=(224, 224, 3))
+    base.trainable = False
+    inputs = keras.Input((224, 224, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(base(x, training=False))
+    x = keras.layers.Dense(256, activation="relu")(x)
+    outputs = keras.layers.Dense(len(dataset.classes), activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    train = make_image_dataset(dataset.paths("train"), dataset.label_indices("train"), image_size=224,
+                               shuffle=True)
+    model.fit(train, epochs=epochs, verbose=0)
+    seconds = time.perf_counter() - started
+    probabilities = model.predict(make_image_dataset(dataset.paths(headline), image_size=224), verbose=0)
+    return {"seconds": seconds, "headline": accuracy_with_interval(dataset.label_indices(headline), probabilities,
+                                                                   headline)}
+
+
+def run_ours(workspace, dataset, strategy: str, overrides: dict) -> dict:
+    config = TrainConfig(dataset_id=dataset.id, strategy=strategy, image_size=224, **overrides)
+    record = train_model(config, workspace)
+    if record["status"] != "done":
+        raise SystemExit(f"error: {strategy} on {dataset.name} ended {record['status']}: {record.get('error')}")
+    timings = record["timings"]
+    return {"seconds": timings.get("features_s", 0.0) + timings.get("train_s", 0.0), "headline": record["headline"],
+            "cv_estimate": record.get("cv_estimate"), "roles": record.get("roles"),
+            "head": (record.get("head_selection") or {}).get("chosen"), "epochs_run": record.get("epochs_run"),
+            "timings": timings, "features_cached": record.get("features_cached")}
+
+
+def print_table(rows: list[dict]) -> None:
+    print("| dataset | recipe | accuracy (95% CI) | split (images) | seconds | time vs seed recipe | detail |")
+    print("|---|---|---|---|---|---|---|")
+    seed = {r["dataset"]: r["seconds"] for r in rows if r["strategy"] == "seed-recipe"}
+    for r in rows:
+        h = r["headline"]
+        ratio = f"{r['seconds'] / seed[r['dataset']]:.2f}x" if r["dataset"] in seed else "-"
+        detail = []
+        if r.get("head"):
+            detail.append(f"head {r['head']}")
+        if r.get("cv_estimate"):
+            cv = r["cv_estimate"]
+            detail.append(f"CV over all {cv['n']}: {cv['accuracy']:.3f} ({cv['ci95'][0]:.2f}-{cv['ci95'][1]:.2f})")
+        if r.get("features_cached"):
+            detail.append("features reused from the run above")
+        if r.get("epochs_run"):
+            detail.append(f"{r['epochs_run']} epochs")
+        print(f"| {r['dataset']} | {r['strategy']} | {h['accuracy']:.3f} ({h['ci95'][0]:.3f}-{h['ci95'][1]:.3f}) | "
+              f"{h['split']} ({h['n']}) | {r['seconds']:.1f} | {ratio} | {'; '.join(detail)} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    parser.add_argument("--fine-tune-layers", type=int, default=None, help="override, to compare settings")
+    parser.add_argument("--fine-tune-learning-rate", type=float, default=None, help="override")
+    parser.add_argument("--out", type=Path, default=Path("bench_quality.jsonl"))
+    parser.add_argument("--table", action="store_true", help="print the table of --out and exit")
+    args = parser.parse_args()
+    if args.table:
+        print_table([json.loads(line) for line in args.out.read_text().splitlines() if line.strip()])
+        return
+    overrides = {key: value for key, value in (("fine_tune_layers", args.fine_tune_layers),
+                                                ("fine_tune_learning_rate", args.fine_tune_learning_rate))
+                 if value is not None}
+    workspace = Workspace.open(scratch / "workspace")
+    resolve_weights(get_backbone("mobilenet_v2"), 224, "imagenet")  # read once before timing
+    for name in args.datasets:
+        dataset = ingest(shared_zip(f"{name}.zip"), workspace)
+        headline = "test" if "test" in dataset.splits else "val"
+        counts = {split: len(dataset.split_entries(split)) for split in dataset.splits}
+        print(f"{name}: splits {counts}, headline on {headline}", flush=True)
+        for strategy in args.strategies:
+            if strategy == "seed-recipe":
+                result = seed_recipe(dataset, headline)
+            else:
+                result = run_ours(workspace, dataset, strategy, overrides if strategy == "fine-tune" else {})
+            row = {"dataset": name, "strategy": strategy, **result, "overrides": overrides}
+            with args.out.open("a") as out:
+                out.write(json.dumps(row, default=lambda v: v.item() if isinstance(v, np.generic) else str(v))
+                          + "\n")
+            print(f"  {strategy}: {result['headline']['accuracy']:.4f} on {result['headline']['split']} "
+                  f"in {result['seconds']:.1f} s", flush=True)
+    print()
+    print_table([json.loads(line) for line in args.out.read_text().splitlines() if line.strip()])
+
+
+if __name__ == "__main__":
+    main()
