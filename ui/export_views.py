@@ -108,8 +108,8 @@ def render_export_section(workspace: Workspace, run_id: str) -> None:
             else:
                 st.rerun()  # redraw with the download button, "Rebuild" and the new parity row
         if target.exists():
-            download.download_button("Download", target.read_bytes(), file_name=target.name, mime=fmt.mime,
-                                     key=f"export_download_{fmt.key}_{run_id}")
+            download.download_button("Download", target.read_bytes, file_name=target.name, mime=fmt.mime,
+                                     key=f"export_download_{fmt.key}_{run_id}", on_click="ignore")
     rows = read_json(export_dir(workspace, run_id) / "parity.json", default={}) or {}
     if rows:
         st.markdown("**Parity with the in-app model**")
