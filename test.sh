@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: lint, core, app (AppTest) and browser tests.
 # Creates .venv and installs on first use. Browser tests need Debian's chromium
-# (apt-get install chromium); tests using real weights and data need ../shared.
+# (apt-get install chromium); tests using real weights and data need ../shared
+# (or TRANSFER_STUDIO_SHARED=DIR). Screenshots go to a temporary folder;
+# TRANSFER_STUDIO_SCREENSHOTS=1 ./test.sh tests/e2e refreshes docs/screenshots/.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure_venv.sh requirements-dev.txt

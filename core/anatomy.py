@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
-
 from core.errors import ConfigError
-from core.models import head_of, preprocess_layers_of, spec_of
+from core.models import count_params, head_of, preprocess_layers_of, spec_of
 
 # (pattern, closes): the first group names the block; a "closing" name ends a block that unnamed layers led up to.
 _BLOCK_PATTERNS = (
@@ -39,10 +37,6 @@ PREPROCESSING_WORDS = {
              "colour and divided by its spread (mean 0.485/0.456/0.406, standard deviation 0.229/0.224/0.225).",
     "builtin": "The network rescales the raw 0 to 255 pixel values itself, with its own first layers.",
 }
-
-
-def _count(weights) -> int:
-    return int(sum(np.prod(weight.shape) for weight in weights))
 
 
 def _classify(name: str) -> tuple[str | None, bool]:
@@ -81,8 +75,8 @@ def group_layers(layers) -> list[tuple[str, list]]:
 
 
 def _summary(name: str, layers: list) -> dict:
-    trainable = sum(_count(layer.trainable_weights) for layer in layers)
-    frozen = sum(_count(layer.non_trainable_weights) for layer in layers)
+    trainable = sum(count_params(layer.trainable_weights) for layer in layers)
+    frozen = sum(count_params(layer.non_trainable_weights) for layer in layers)
     return {"name": name, "layers": len(layers), "params": trainable + frozen, "trainable_params": trainable,
             "frozen_params": frozen, "layer_names": [layer.name for layer in layers]}
 
@@ -109,7 +103,7 @@ def describe_model(model) -> dict:
         raise ConfigError(f"Model {model.name!r} was not built by Transfer Studio; its anatomy cannot be shown.")
     backbone = model.get_layer("backbone")
     blocks = [_summary(name, layers) for name, layers in group_layers(backbone.layers)]
-    trainable, frozen = _count(model.trainable_weights), _count(model.non_trainable_weights)
+    trainable, frozen = count_params(model.trainable_weights), count_params(model.non_trainable_weights)
     return {
         "backbone": spec.name,
         "display_name": spec.display_name,

@@ -47,6 +47,7 @@ class IngestLimits:
     - ``TRANSFER_STUDIO_MAX_DEPTH`` (16): folder levels of one path.
     - ``TRANSFER_STUDIO_MAX_SIDE`` (512): longest side of the stored normalized copy.
     - ``TRANSFER_STUDIO_INGEST_WORKERS`` (0 = one per CPU core): decoding threads.
+    - ``TRANSFER_STUDIO_MAX_MODEL_BYTES`` (1 GiB): the ``model.keras`` of an uploaded bundle.
 
     The defaults allow a 20,000-photo dataset.
     """
@@ -61,6 +62,7 @@ class IngestLimits:
     max_depth: int = 16
     max_side: int = 512
     ingest_workers: int = 0
+    max_model_bytes: int = 1024**3
 
     @classmethod
     def from_env(cls, environ=None) -> IngestLimits:
@@ -76,8 +78,8 @@ class IngestLimits:
                 values[field.name] = kind(raw)
             except ValueError:
                 raise DatasetError(
-                    f"{_ENV_PREFIX}{field.name.upper()}={raw!r} is not a number. Set it to a "
-                    f"{kind.__name__} such as {getattr(cls, field.name)!r} or unset it."
+                    f"{_ENV_PREFIX}{field.name.upper()}={raw!r} is not a number. Set it to "
+                    f"{'an integer' if kind is int else 'a number'} such as {getattr(cls, field.name)!r} or unset it."
                 ) from None
         return cls(**values)
 
@@ -263,11 +265,8 @@ class FolderSource:
 
 def fingerprint_file(path: Path) -> str:
     """sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def fingerprint_folder(source: FolderSource) -> str:

@@ -85,19 +85,20 @@ class TrainConfig:
         _check_choice("head", self.head, HEAD_MODES)
         if not self.dataset_id:
             raise ConfigError("No dataset given. Ingest a zip on the Data page (or `python -m core ingest`) first.")
-        _check_range("epochs", self.epochs, 1, 1000)
-        _check_range("fine_tune_epochs", self.fine_tune_epochs, 0, 1000)
-        _check_range("batch_size", self.batch_size, 1, 4096)
-        _check_range("early_stopping_patience", self.early_stopping_patience, 0, 1000)
-        _check_range("hidden_units", self.hidden_units, 0, 8192)
+        _check_whole("epochs", self.epochs, 1, 1000)
+        _check_whole("fine_tune_epochs", self.fine_tune_epochs, 0, 1000)
+        _check_whole("batch_size", self.batch_size, 1, 4096)
+        _check_whole("early_stopping_patience", self.early_stopping_patience, 0, 1000)
+        _check_whole("hidden_units", self.hidden_units, 0, 8192)
+        check_seed(self.seed)
         if self.learning_rate is not None:
             _check_range("learning_rate", self.learning_rate, 1e-8, 1.0)
         _check_range("fine_tune_learning_rate", self.fine_tune_learning_rate, 1e-9, 1.0)
         _check_range("dropout", self.dropout, 0.0, 0.9)
         if self.image_size is not None:
-            _check_range("image_size", self.image_size, 32, 1024)
+            _check_whole("image_size", self.image_size, 32, 1024)
         if self.fine_tune_layers is not None:
-            _check_range("fine_tune_layers", self.fine_tune_layers, 1, 10_000)
+            _check_whole("fine_tune_layers", self.fine_tune_layers, 1, 10_000)
         if self.strategy == "from-scratch" and self.weights != "none":
             object.__setattr__(self, "weights", "none")
 
@@ -125,6 +126,19 @@ class TrainConfig:
 def _check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}. Pick one of those.")
+
+
+MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are unsigned 32-bit
+
+
+def check_seed(seed, name: str = "seed") -> None:
+    """A seed must be a whole number from 0 to 2**32 - 1 (ConfigError otherwise)."""
+    _check_whole(name, seed, 0, MAX_SEED)
+
+
+def _check_whole(name: str, value, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name}={value!r} is not allowed; use a whole number from {low} to {high}.")
 
 
 def _check_range(name: str, value, low, high) -> None:

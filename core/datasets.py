@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from core.archive import IngestLimits, clean_text, open_source
+from core.config import check_seed
 from core.errors import DatasetError
 from core.images import normalize_files
 from core.layout import Layout, detect_layout
@@ -111,8 +112,10 @@ def ingest(source, workspace: Workspace, *, val_fraction: float = 0.2, seed: int
 
     Raises:
         DatasetError: the upload cannot be used (the message says why and how to fix it).
+        ConfigError: ``val_fraction`` or ``seed`` out of range.
     """
     val_fraction = check_val_fraction(val_fraction)
+    check_seed(seed)
     limits = limits or IngestLimits.from_env()
     report = progress or (lambda fraction, message: None)
     report(0.0, "Checking the upload")
@@ -283,7 +286,7 @@ def list_datasets(workspace: Workspace) -> list[Dataset]:
 
 
 def delete_dataset(workspace: Workspace, dataset_id: str) -> None:
-    """Delete a dataset folder (moved aside first, so readers never see half of it).
+    """Delete a dataset folder (moved aside first, so readers never see half of it) and its feature cache.
 
     Raises:
         DatasetError: when there is no such dataset (e.g. another session deleted it first).
@@ -295,6 +298,9 @@ def delete_dataset(workspace: Workspace, dataset_id: str) -> None:
     except FileNotFoundError:
         raise DatasetError(f"No dataset '{dataset_id}' to delete; it may have been deleted already.") from None
     shutil.rmtree(trash, ignore_errors=True)
+    from core.features import delete_features_for_dataset
+
+    delete_features_for_dataset(workspace, dataset_id)
 
 
 def create_sample_dataset(workspace: Workspace, progress=None) -> Dataset:

@@ -35,7 +35,9 @@ def _head_logits(head, embedding):
     hidden = embedding
     for layer in head.layers:
         if layer.name == "predictions":
-            logits = tf.matmul(hidden, layer.kernel) + layer.bias
+            # A model trained under mixed_float16 (a GPU) hands float16 features to a float32 kernel.
+            kernel = tf.convert_to_tensor(layer.kernel)
+            logits = tf.matmul(tf.cast(hidden, kernel.dtype), kernel) + tf.cast(layer.bias, kernel.dtype)
             return logits, tf.nn.softmax(logits, axis=-1)
         if layer.__class__.__name__ != "InputLayer":
             hidden = layer(hidden, training=False)
@@ -57,10 +59,10 @@ def _gradcam_graph(model_ref, images, class_index):
         predicted = tf.argmax(probabilities[0], output_type=tf.int32)
         index = tf.where(class_index < 0, predicted, class_index)
         score = tf.gather(logits[0], index)
-    gradients = tape.gradient(score, features)
+    gradients = tf.cast(tape.gradient(score, features), tf.float32)
     channel_weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_sum(features * channel_weights, axis=-1))[0]
-    return cam, probabilities[0], index
+    cam = tf.nn.relu(tf.reduce_sum(tf.cast(features, tf.float32) * channel_weights, axis=-1))[0]
+    return cam, tf.cast(probabilities[0], tf.float32), index
 
 
 def _gradcam_function(model):

@@ -37,21 +37,33 @@ class ImageRejected(Exception):
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """``image`` as 8-bit RGB: transparency composited on white, 16-bit and float scaled to 0..255."""
+    """``image`` as 8-bit RGB: transparency composited on white, 16-bit, 32-bit and float scaled to 0..255."""
     if image.mode == "RGB":
         return image
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         pixels = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") else max(float(pixels.max()), 255.0)
-        scale = 255.0 / top if top > 255 else 1.0
-        gray = np.clip(pixels * scale, 0, 255).astype(np.uint8)
-        return Image.fromarray(gray).convert("RGB")
+        gray = np.clip(pixels * (255.0 / full_scale(image.mode, pixels)), 0, 255)
+        return Image.fromarray(np.round(gray).astype(np.uint8)).convert("RGB")
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
     if has_alpha:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def full_scale(mode: str, pixels: np.ndarray) -> float:
+    """The value that means white for a single-channel image of ``mode`` holding ``pixels``.
+
+    One rule for every mode: the smallest of the usual ranges that holds the brightest pixel (1.0 for float
+    images, 255 for 8-bit values, 65,535 for 16-bit ones), else the brightest pixel itself. "I;16" images
+    are 16-bit by definition, so they always use 65,535.
+    """
+    if mode.startswith("I;16"):
+        return 65535.0
+    peak = float(np.max(pixels)) if pixels.size else 0.0
+    ranges = (1.0, 255.0, 65535.0) if mode == "F" else (255.0, 65535.0)
+    return next((top for top in ranges if peak <= top), peak)
 
 
 def _describe_unknown(data: bytes) -> str:
@@ -73,10 +85,12 @@ def decode_image(data: bytes, limits: IngestLimits, *, check_min_side: bool = Tr
     """
     if not data:
         raise ImageRejected("empty file (0 bytes)")
+    _allow_pixels(limits.max_pixels)
     try:
         image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
-        raise ImageRejected(f"too many pixels ({exc}); the limit is {limits.max_pixels:,}") from None
+    except Image.DecompressionBombError:
+        raise ImageRejected(f"too many pixels: over twice the limit of {limits.max_pixels:,} "
+                            f"(TRANSFER_STUDIO_MAX_PIXELS); possible decompression bomb") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ImageRejected(_describe_unknown(data)) from None
     width, height = image.size
@@ -97,6 +111,16 @@ def decode_image(data: bytes, limits: IngestLimits, *, check_min_side: bool = Tr
     except Exception:  # a broken EXIF block must not cost the picture; keep it as stored
         pass
     return to_rgb(image)
+
+
+def _allow_pixels(max_pixels: int) -> None:
+    """Let Pillow open images up to our own limit, which :func:`decode_image` checks from the header itself.
+
+    Pillow refuses images over twice its ``MAX_IMAGE_PIXELS`` (89 million) before we can look at them, so a
+    TRANSFER_STUDIO_MAX_PIXELS above 179 million would otherwise have no effect. The limit only ever grows.
+    """
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 def is_grayscale(image: Image.Image) -> bool:

@@ -62,20 +62,32 @@ class JobManager:
         self._thread = threading.Thread(target=self._loop, name="transfer-studio-dispatcher", daemon=True)
         self._thread.start()
 
-    def shutdown(self) -> None:
-        """Stop dispatching and end running workers (tests and server shutdown)."""
+    def shutdown(self, grace_s: float = 30.0) -> None:
+        """Stop dispatching and end every running worker (tests and server shutdown).
+
+        Each worker is asked to end (SIGTERM: its run is recorded as interrupted); those still running after
+        ``grace_s`` seconds in all are killed, so none is left behind.
+        """
         self._stopping.set()
         with self._lock:
-            for process in self._children.values():
-                process.terminate()
-            for process in self._children.values():
-                process.wait(timeout=30)
+            children = list(self._children.values())
+            for process in children:
+                _signal(process.terminate)
+            deadline = time.monotonic() + grace_s
+            for process in children:
+                try:
+                    process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    _signal(process.kill)
+                    process.wait()
 
     def submit(self, config: TrainConfig) -> str:
         """Queue a run for ``config``; returns its id. Bad settings raise before anything is queued."""
         from core.datasets import load_dataset
+        from core.preflight import check_trainable
 
         dataset = load_dataset(self.workspace, config.dataset_id)
+        check_trainable(config)
         run_id = runs.create_run(self.workspace, config, classes=dataset.classes, status="queued")
         runs.update_run(self.workspace, run_id, queued_at=time.time())
         self.dispatch()
@@ -161,6 +173,13 @@ class JobManager:
                                 finished_at=time.time(),
                                 error=f"The training process ended unexpectedly (exit code {code}: killed or out "
                                       "of memory). Try a smaller batch size or image size, then start again.")
+
+
+def _signal(send) -> None:
+    try:
+        send()
+    except ProcessLookupError:  # it ended on its own meanwhile
+        pass
 
 
 def _queued(records: list[dict]) -> list[dict]:

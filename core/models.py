@@ -176,7 +176,8 @@ def head_of(model):
     return model.get_layer("head")
 
 
-def _weight_count(weights) -> int:
+def count_params(weights) -> int:
+    """Number of values in a list of Keras weights (``layer.trainable_weights`` and the like)."""
     return int(sum(np.prod(weight.shape) for weight in weights))
 
 
@@ -184,8 +185,8 @@ def trainable_counts(model) -> dict:
     """Trainable and frozen parameter counts as Keras sees them, and how many backbone layers train."""
     backbone = model.get_layer("backbone")
     return {
-        "trainable_params": _weight_count(model.trainable_weights),
-        "frozen_params": _weight_count(model.non_trainable_weights),
+        "trainable_params": count_params(model.trainable_weights),
+        "frozen_params": count_params(model.non_trainable_weights),
         "trainable_layers": sum(1 for layer in backbone.layers if layer.trainable_weights),
     }
 

@@ -20,6 +20,8 @@ from core.errors import ConfigError, ExportError, StudioError
 from core.images import DEFAULT_MAX_SIDE
 
 UNKNOWN_LABEL = "unknown"
+MODEL_MEMBER = "model.keras"
+MAX_JSON_BYTES = 16 * 1024**2  # labels.json and config.json of a bundle are a few kB
 
 
 class Predictor:
@@ -34,6 +36,7 @@ class Predictor:
         resize: how images reach ``image_size``: "squash", "crop" or "pad".
         source: where the model came from (run id or file), for display.
         config: the run config saved with the model ({} when unknown).
+        warnings: things the user should know about this model (e.g. class names made up), for display.
     """
 
     def __init__(self, model, classes, *, resize: str = "squash", source: str = "", config: dict | None = None):
@@ -44,6 +47,7 @@ class Predictor:
         self.source = source
         self.config = dict(config or {})
         self.max_side = int(self.config.get("max_side") or DEFAULT_MAX_SIDE)
+        self.warnings: list[str] = []
         outputs = int(model.output_shape[-1])
         if outputs != len(self.classes):
             raise ExportError(
@@ -87,9 +91,15 @@ class Predictor:
         model = _load_keras_bytes(_read_bytes(path), str(path))
         config = _read_json_file(path.parent / "config.json") or {}
         classes = classes or _read_json_file(path.parent / "labels.json")
-        if classes is None:
+        guessed = classes is None
+        if guessed:
             classes = [f"class_{i}" for i in range(int(model.output_shape[-1]))]
-        return cls(model, classes, resize=config.get("resize", "squash"), source=str(path), config=config)
+        predictor = cls(model, classes, resize=config.get("resize", "squash"), source=str(path), config=config)
+        if guessed:
+            predictor.warnings.append(
+                f"No labels.json beside {path}: classes are named class_0 to class_{len(classes) - 1}. Put the "
+                "labels.json saved with the model next to it to get the real class names.")
+        return predictor
 
     @classmethod
     def load(cls, model_or_run: str, workspace=None) -> Predictor:
@@ -238,34 +248,56 @@ def results_csv(results: list[dict]) -> bytes:
     return results_frame(results).to_csv(index=False).encode("utf-8")
 
 
+def read_zip_images(source, tmp_dir, *, max_images: int) -> tuple[list[tuple[str, bytes]], list[tuple[str, str]], int]:
+    """The image files of a zip (path or upload), at most ``max_images`` of them read into memory.
+
+    The zip goes through the same safety checks as dataset ingestion, and entries are skipped by the
+    same rule (``core.layout.junk_reason``: ``__MACOSX/``, hidden and system files, non-images).
+
+    Returns:
+        ``(images, skipped, left_out)``: up to ``max_images`` ``(name, bytes)`` pairs in archive order,
+        ``(name, reason)`` of the skipped entries, and how many images were left out over the limit.
+
+    Raises:
+        DatasetError: an unsafe or unreadable zip.
+    """
+    from core.archive import IngestLimits, open_source
+    from core.layout import LABELS_CSV, junk_reason
+
+    images, skipped, left_out = [], [], 0
+    with open_source(source, Path(tmp_dir), IngestLimits.from_env()) as opened:
+        for item in opened.source.files():
+            reason = junk_reason(item.name)
+            if reason is None and Path(item.name).name.lower() == LABELS_CSV:
+                reason = "not an image file (extension '.csv')"
+            if reason:
+                skipped.append((item.name, reason))
+            elif len(images) < max_images:
+                images.append((item.name, opened.source.read(item.name)))
+            else:
+                left_out += 1
+    return images, skipped, left_out
+
+
 def images_from_zip(source, tmp_dir, *, max_images: int = 1000) -> list[tuple[str, bytes]]:
     """The image files of a zip (path or upload) as ``(name, bytes)`` pairs, ready for ``predict_images``.
 
-    The zip goes through the same safety checks as dataset ingestion; non-image entries and
-    junk (``__MACOSX/``, hidden files) are skipped.
+    See :func:`read_zip_images` for the checks and what is skipped.
 
     Raises:
         DatasetError: an unsafe or unreadable zip, no images in it, or more than ``max_images``.
     """
-    from core.archive import IngestLimits, open_source
     from core.errors import DatasetError
-    from core.layout import IMAGE_EXTENSIONS
 
-    with open_source(source, Path(tmp_dir), IngestLimits.from_env()) as opened:
-        names = [f.name for f in opened.source.files()
-                 if Path(f.name).suffix.lower() in IMAGE_EXTENSIONS and not _is_junk(f.name)]
-        if not names:
-            raise DatasetError(f"'{opened.name}' holds no image files (JPEG, PNG, GIF, BMP, WebP, TIFF). "
-                               "Zip the images themselves, or upload them one by one.")
-        if len(names) > max_images:
-            raise DatasetError(f"'{opened.name}' holds {len(names)} images; at most {max_images} can be "
-                               "predicted at once. Split the zip into smaller ones.")
-        return [(name, opened.source.read(name)) for name in names]
-
-
-def _is_junk(name: str) -> bool:
-    parts = name.split("/")
-    return parts[0] == "__MACOSX" or any(part.startswith(".") for part in parts)
+    name = Path(str(getattr(source, "name", source))).name
+    images, _, left_out = read_zip_images(source, tmp_dir, max_images=max_images)
+    if not images:
+        raise DatasetError(f"'{name}' holds no image files (JPEG, PNG, GIF, BMP, WebP, TIFF). "
+                           "Zip the images themselves, or upload them one by one.")
+    if left_out:
+        raise DatasetError(f"'{name}' holds {len(images) + left_out} images; at most {max_images} can be "
+                           "predicted at once. Split the zip into smaller ones.")
+    return images
 
 
 class _BundleFiles:
@@ -278,18 +310,39 @@ class _BundleFiles:
 
     @classmethod
     def from_zip(cls, path: Path) -> _BundleFiles:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.endswith("model.keras") and "__MACOSX" not in n]
+        from core.archive import IngestLimits, ZipSource
+
+        limits = IngestLimits.from_env()
+        try:
+            source = ZipSource(path, limits)  # entry count, total size and compression ratio, as every upload
+        except StudioError as exc:
+            raise ExportError(f"The bundle {path.name} was refused: {exc}") from None
+        try:
+            names = [name for name in (f.name for f in source.files())
+                     if name.rsplit("/", 1)[-1] == MODEL_MEMBER and "__MACOSX" not in name]
             if not names:
                 raise ExportError(f"{path} has no model.keras; expected a bundle exported by Transfer Studio.")
             # A bundle re-zipped by hand may sit inside one folder: read the files next to model.keras.
-            prefix = min(names, key=len)[: -len("model.keras")]
-            listing = set(archive.namelist())
+            prefix = min(names, key=len)[: -len(MODEL_MEMBER)]
+            sizes = {f.name: f.size for f in source.files()}
 
-            def member_json(name):
-                return json.loads(archive.read(prefix + name)) if prefix + name in listing else None
+            def member(name: str, limit: int, variable: str):
+                if prefix + name not in sizes:
+                    return None
+                if sizes[prefix + name] > limit:
+                    raise ExportError(
+                        f"The bundle {path.name} holds a {name} of {sizes[prefix + name]:,} bytes; the limit is "
+                        f"{limit:,} ({variable}). Upload a bundle exported by Transfer Studio, or raise the limit.")
+                return source.read(prefix + name)
 
-            return cls(archive.read(prefix + "model.keras"), member_json("labels.json"), member_json("config.json"))
+            def member_json(name: str):
+                data = member(name, MAX_JSON_BYTES, "a bundle's JSON files")
+                return None if data is None else _parse_json(data, f"{path.name}/{prefix}{name}")
+
+            model = member(MODEL_MEMBER, limits.max_model_bytes, "TRANSFER_STUDIO_MAX_MODEL_BYTES")
+            return cls(model, member_json("labels.json"), member_json("config.json"))
+        finally:
+            source.close()
 
     @classmethod
     def from_folder(cls, path: Path) -> _BundleFiles:
@@ -344,6 +397,13 @@ def _read_bytes(path: Path) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise ExportError(f"Cannot read {path}: {exc.strerror or exc}. Check the path.") from exc
+
+
+def _parse_json(data: bytes, shown: str):
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise ExportError(f"Cannot read {shown}: {exc}. Expected a JSON file; re-export the model.") from None
 
 
 def _read_json_file(path: Path):

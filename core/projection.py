@@ -2,7 +2,7 @@
 
 Embeddings come from the same cache the training engine fills (``core.features``, same key), so a map
 after a run costs nothing more and a run after a map skips its feature extraction. The projection is
-PCA (NumPy SVD, signs fixed so the same input always draws the same picture) or, on request, t-SNE
+PCA (scikit-learn, signs fixed so the same input always draws the same picture) or, on request, t-SNE
 from scikit-learn. A point is flagged when most of its nearest neighbours (cosine) carry another
 label, when it is an outlier (far from every other image), or when a chosen run's model gets it wrong.
 """
@@ -90,18 +90,23 @@ def load_embeddings(workspace: Workspace, dataset, backbone: str = "mobilenet_v2
 
 
 def project_pca(embeddings: np.ndarray, n_components: int = 2) -> np.ndarray:
-    """Principal-component coordinates (N, n_components); each axis' sign makes its largest loading positive."""
+    """Principal-component coordinates (N, n_components); each axis' sign makes its largest loading positive.
+
+    scikit-learn's PCA from the covariance matrix (D x D): about ten times faster than an SVD of the whole
+    (N, D) matrix at 20,000 x 1,280, with the same coordinates.
+    """
+    from sklearn.decomposition import PCA
+
     data = np.asarray(embeddings, dtype=np.float64)
     result = np.zeros((len(data), n_components))
     if len(data) < 2 or data.ndim != 2 or data.shape[1] == 0:
         return result
-    centred = data - data.mean(axis=0)
-    _, singular, components = np.linalg.svd(centred, full_matrices=False)
-    count = min(n_components, len(singular))
-    components = components[:count]
+    count = min(n_components, *data.shape)
+    pca = PCA(n_components=count, svd_solver="covariance_eigh").fit(data)
+    components = pca.components_
     signs = np.sign(components[np.arange(count), np.abs(components).argmax(axis=1)])
     signs[signs == 0] = 1.0
-    result[:, :count] = centred @ (components * signs[:, None]).T
+    result[:, :count] = (data - pca.mean_) @ (components * signs[:, None]).T
     return result
 
 
@@ -121,26 +126,39 @@ def project_tsne(embeddings: np.ndarray, *, seed: int = 0, perplexity: float = 3
                 learning_rate="auto").fit_transform(data)
 
 
-def nearest_neighbours(embeddings: np.ndarray, k: int = 5, chunk: int = 1024) -> np.ndarray:
-    """Indices (N, k) of each row's ``k`` most cosine-similar other rows, in rows of ``chunk`` at a time."""
-    data = np.asarray(embeddings, dtype=np.float64)
+@dataclass(frozen=True)
+class Neighbours:
+    """Each row's nearest other rows by cosine similarity, most similar first.
+
+    Attributes:
+        indices: int (N, k) row numbers.
+        similarity: float (N, k) cosine similarity to each of them.
+    """
+
+    indices: np.ndarray
+    similarity: np.ndarray
+
+
+def find_neighbours(embeddings: np.ndarray, k: int = 5) -> Neighbours:
+    """The ``k`` most cosine-similar other rows of every row (brute force, scikit-learn, in chunks)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    data = np.asarray(embeddings, dtype=np.float32)
     k = min(k, len(data) - 1)
     if k < 1:
-        return np.zeros((len(data), 0), dtype=np.int64)
-    norms = np.linalg.norm(data, axis=1, keepdims=True)
-    unit = data / np.where(norms > 0, norms, 1.0)
-    found = np.empty((len(data), k), dtype=np.int64)
-    for start in range(0, len(data), chunk):
-        similarity = unit[start:start + chunk] @ unit.T
-        rows = np.arange(similarity.shape[0])
-        similarity[rows, start + rows] = -np.inf  # never your own neighbour
-        # stable sort so ties (e.g. duplicates) pick the same neighbours every time
-        found[start:start + chunk] = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
-    return found
+        return Neighbours(np.zeros((len(data), 0), dtype=np.int64), np.zeros((len(data), 0)))
+    finder = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(data)
+    distances, indices = finder.kneighbors()  # no query: each row's neighbours leave the row itself out
+    return Neighbours(indices.astype(np.int64), 1.0 - distances.astype(np.float64))
+
+
+def nearest_neighbours(embeddings: np.ndarray, k: int = 5) -> np.ndarray:
+    """Indices (N, k) of each row's ``k`` most cosine-similar other rows."""
+    return find_neighbours(embeddings, k).indices
 
 
 def flag_mislabelled(embeddings: np.ndarray, labels, *, k: int = 5, min_disagreement: float = 0.6,
-                     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                     neighbours: Neighbours | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Points whose nearest neighbours mostly carry another label.
 
     Args:
@@ -148,15 +166,16 @@ def flag_mislabelled(embeddings: np.ndarray, labels, *, k: int = 5, min_disagree
         labels: N labels.
         k: Neighbours looked at.
         min_disagreement: Share of neighbours with another label that flags a point (0.6: 3 of 5).
+        neighbours: From ``find_neighbours(embeddings, k)`` when already computed.
 
     Returns:
         ``(flagged bool (N,), neighbour_agreement float (N,), reason str per point)``.
     """
     labels = np.asarray(labels, dtype=object)
-    neighbours = nearest_neighbours(embeddings, k)
-    if neighbours.shape[1] == 0:
+    indices = (neighbours or find_neighbours(embeddings, k)).indices
+    if indices.shape[1] == 0:
         return np.zeros(len(labels), bool), np.ones(len(labels)), [""] * len(labels)
-    neighbour_labels = labels[neighbours]
+    neighbour_labels = labels[indices]
     agreement = (neighbour_labels == labels[:, None]).mean(axis=1)
     flagged = (1.0 - agreement) >= min_disagreement - 1e-9
     reasons = []
@@ -166,35 +185,37 @@ def flag_mislabelled(embeddings: np.ndarray, labels, *, k: int = 5, min_disagree
             continue
         others = [name for name in neighbour_labels[i] if name != labels[i]]
         common = max(sorted(set(others)), key=others.count)
-        reasons.append(f"{len(others)} of {neighbours.shape[1]} nearest neighbours are labelled '{common}'")
+        reasons.append(f"{len(others)} of {indices.shape[1]} nearest neighbours are labelled '{common}'")
     return flagged, agreement, reasons
 
 
-def flag_outliers(embeddings: np.ndarray, *, k: int = 5, threshold: float = 4.5) -> tuple[np.ndarray, list[str]]:
+def flag_outliers(embeddings: np.ndarray, *, k: int = 5, threshold: float = 4.5,
+                  neighbours: Neighbours | None = None) -> tuple[np.ndarray, list[str]]:
     """Isolated points: their ``k`` nearest neighbours are far less similar than for a typical point.
 
     The mean cosine similarity to the ``k`` nearest neighbours is compared with its median over the dataset, in
     units of the median absolute deviation (a robust z-score); ``threshold`` 4.5 marks only clear outliers, such
     as a "this image could not be found" placeholder among photographs.
 
+    Args:
+        neighbours: From ``find_neighbours(embeddings, k)`` when already computed.
+
     Returns:
         ``(flagged bool (N,), reason str per point)``.
     """
-    data = np.asarray(embeddings, dtype=np.float64)
-    neighbours = nearest_neighbours(data, k)
-    if len(data) < 10 or neighbours.shape[1] == 0:
-        return np.zeros(len(data), bool), [""] * len(data)
-    norms = np.linalg.norm(data, axis=1, keepdims=True)
-    unit = data / np.where(norms > 0, norms, 1.0)
-    similarity = np.einsum("nd,nkd->nk", unit, unit[neighbours]).mean(axis=1)
+    count = len(embeddings)
+    found = neighbours or find_neighbours(embeddings, k)
+    if count < 10 or found.indices.shape[1] == 0:
+        return np.zeros(count, bool), [""] * count
+    similarity = found.similarity.mean(axis=1)
     median = np.median(similarity)
     spread = 1.4826 * np.median(np.abs(similarity - median))
     if spread <= 1e-12:
-        return np.zeros(len(data), bool), [""] * len(data)
+        return np.zeros(count, bool), [""] * count
     score = (median - similarity) / spread
     flagged = score > threshold
     return flagged, [f"outlier: unlike any other image (similarity to its nearest neighbours "
-                     f"{similarity[i]:.2f}, typical {median:.2f})" if flagged[i] else "" for i in range(len(data))]
+                     f"{similarity[i]:.2f}, typical {median:.2f})" if flagged[i] else "" for i in range(count)]
 
 
 def run_mistakes(workspace: Workspace, run_id: str, dataset) -> dict[str, str]:
@@ -242,9 +263,10 @@ def build_embedding_map(workspace: Workspace, dataset, backbone: str = "mobilene
         raise ConfigError(f"method={method!r} is not one of {', '.join(METHODS)}.")
     found = load_embeddings(workspace, dataset, backbone, image_size=image_size, resize=resize, weights=weights)
     coords = project_tsne(found.embeddings, seed=seed) if method == "tsne" else project_pca(found.embeddings)
+    neighbours = find_neighbours(found.embeddings, k)  # once, for both kinds of flag
     flagged, agreement, reasons = flag_mislabelled(found.embeddings, found.labels, k=k,
-                                                   min_disagreement=min_disagreement)
-    isolated, why = flag_outliers(found.embeddings, k=k)
+                                                   min_disagreement=min_disagreement, neighbours=neighbours)
+    isolated, why = flag_outliers(found.embeddings, k=k, neighbours=neighbours)
     reasons = ["; ".join(filter(None, pair)) for pair in zip(reasons, why, strict=True)]
     flagged = flagged | isolated
     if run_id:

@@ -23,8 +23,12 @@ from core.progress import RunReporter, StopRequested
 from core.workspace import WORKSPACE_ENV, Workspace
 
 
-class Interrupted(Exception):
-    """The worker was told to end (server shut down)."""
+class Interrupted(BaseException):
+    """The worker was told to end (server shut down).
+
+    A ``BaseException``, like ``KeyboardInterrupt``: it is raised from a signal handler at any point, and an
+    ``except Exception`` on the way (around weight loading, say) must not report it as that step's failure.
+    """
 
 
 def train_model(config: TrainConfig, workspace: Workspace, *, on_epoch=None) -> dict:

@@ -2,7 +2,7 @@
 
 Order: a configured folder of weight files (``weights_dir`` or ``$TRANSFER_STUDIO_WEIGHTS_DIR``; a file found there is
 passed to Keras by path, because Keras deletes a cached file whose hash differs from the published one), then the Keras
-cache (``$KERAS_HOME/models``), then one download attempt through Keras with a short socket timeout. When all fail, a
+cache (``$KERAS_HOME/models``), then one download attempt from Keras' own address with a short timeout. When all fail, a
 ``WeightsError`` names the backbone, the file and the folder to put it in, and suggests training from scratch.
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
+import shutil
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,11 +98,8 @@ def _file_digest(path: Path, algorithm: str) -> str:
     """Hex digest of ``path`` with ``algorithm`` (``sha256`` or ``md5``), memoised per (path, size, mtime)."""
     key = (*_file_key(path), algorithm)
     if key not in _DIGESTS:
-        digest = hashlib.new(algorithm)
         with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        _DIGESTS[key] = digest.hexdigest()
+            _DIGESTS[key] = hashlib.file_digest(handle, algorithm).hexdigest()
     return _DIGESTS[key]
 
 
@@ -137,17 +135,25 @@ def _from_cache(spec: BackboneSpec, image_size: int) -> ResolvedWeights | None:
 
 
 def _download(spec: BackboneSpec, image_size: int) -> Path:
-    import keras
+    """Fetch the no-top file into the Keras cache, as ``keras.utils.get_file`` would, with a timeout of its own.
 
+    ``get_file`` has no timeout and ``socket.setdefaulttimeout`` would change every socket of the server (other
+    sessions' threads), so the file is fetched here with a per-connection timeout and checked against the hash
+    Keras publishes before it is renamed into place.
+    """
     origin, file_hash = weights_origin(spec, image_size)
-    previous = socket.getdefaulttimeout()
-    # urlretrieve has no timeout argument; without this an unreachable host can hang the worker for minutes.
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    target = keras_cache_dir() / spec.weights_file(image_size)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
-        return Path(keras.utils.get_file(spec.weights_file(image_size), origin, cache_subdir="models",
-                                         file_hash=file_hash))
+        with urllib.request.urlopen(origin, timeout=DOWNLOAD_TIMEOUT_S) as response, open(partial, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+        if not _matches_published_hash(partial, file_hash):
+            raise ValueError(f"the downloaded file's hash differs from the published {file_hash}")
+        os.replace(partial, target)
     finally:
-        socket.setdefaulttimeout(previous)
+        partial.unlink(missing_ok=True)
+    return target
 
 
 def _missing_error(spec: BackboneSpec, image_size: int, folder: Path | None, reason: str) -> WeightsError:

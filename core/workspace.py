@@ -10,12 +10,14 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import WorkspaceError
 
 WORKSPACE_ENV = "TRANSFER_STUDIO_WORKSPACE"
+_UMASK_LOCK = threading.Lock()
 
 
 def default_workspace_root() -> Path:
@@ -67,16 +69,23 @@ class Workspace:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never half of one."""
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never half of one.
+
+    The file gets the mode an ordinary ``open(path, "w")`` would (0666 less the umask: 0644 by default), not
+    the owner-only 0600 of a temporary file, and the folder is synced after the rename so that a power loss
+    cannot take back a finished write.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        _fsync_folder(path.parent)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -84,6 +93,33 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f"Cannot write {path}: {exc.strerror or exc}. Free some disk space or check the "
             f"permissions of the workspace folder."
         ) from exc
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (``os.umask`` can only set it, racing other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:  # no /proc (macOS): set and restore, under a lock so our own threads agree
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a platform or file system that cannot open folders: nothing more to do
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:

@@ -9,6 +9,7 @@ from ui.export_views import render_export_section
 from ui.jobs import get_manager
 from ui.runs_views import runs_table
 from ui.state import get_run_id, get_workspace, set_run_id
+from ui.text import escape_markdown
 
 st.title("Runs & export")
 workspace = get_workspace()
@@ -50,8 +51,10 @@ if cols[1].button("Open in Predict", disabled=not has_model):
     set_run_id(run_id)
     st.switch_page("pages/predict.py")
 if has_model:
-    cols[2].download_button("Download model (.keras)", runs.model_path(workspace, run_id).read_bytes(),
-                            file_name=f"{run_id}.keras", mime="application/octet-stream")
+    # A callable is read only when the button is pressed, not on every rerun (a model can be ~100 MB).
+    model_file = runs.model_path(workspace, run_id)
+    cols[2].download_button("Download model (.keras)", model_file.read_bytes, file_name=f"{run_id}.keras",
+                            mime="application/octet-stream", on_click="ignore")
 if record["status"] in ("queued", "running"):
     if cols[3].button("Stop"):
         manager.stop(run_id)
@@ -63,7 +66,7 @@ elif st.session_state.get("confirm_delete") == run_id:
         try:
             runs.delete_run(workspace, run_id)
         except StudioError as exc:
-            st.error(str(exc))
+            st.error(escape_markdown(str(exc)))
         else:
             st.session_state.pop("confirm_delete", None)
             st.session_state.pop("runs_compare", None)
@@ -79,7 +82,7 @@ elif cols[3].button("Delete"):
     st.rerun()
 
 if record.get("error"):
-    st.error(record["error"])
+    st.error(escape_markdown(record["error"]))
 with st.expander("Run record"):
     st.json(record)
 

@@ -58,7 +58,7 @@ settings = views.render_advanced(spec)
 try:
     config = TrainConfig(dataset_id=dataset.id, backbone=backbone, strategy=strategy, **settings)
 except StudioError as exc:
-    st.error(str(exc))
+    st.error(escape_markdown(str(exc)))
     st.stop()
 
 size = config.image_size
@@ -92,7 +92,7 @@ if st.button("Start training", type="primary"):
     try:
         new_run = manager.submit(config)
     except StudioError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(str(exc)))
     else:
         set_run_id(new_run)
         st.rerun()

@@ -1,8 +1,10 @@
 """Shared fixtures.
 
-KERAS_HOME is pointed at a private copy of ../shared/keras before Keras is imported anywhere,
-so tests that ask for ``weights="imagenet"`` load the real MobileNetV2 file offline and nothing
-writes into ../shared. Tests that need ../shared fail (never skip) when it is missing.
+The real material (ImageNet weights in ``keras/models/``, datasets in ``data/``) is looked for in the
+folder ``shared/`` beside the project, or wherever ``TRANSFER_STUDIO_SHARED`` points. KERAS_HOME is
+pointed at a private copy of its ``keras/`` before Keras is imported anywhere, so tests that ask for
+``weights="imagenet"`` load the real MobileNetV2 file offline and nothing writes into it. Tests that
+need it fail (never skip) when it is missing.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = PROJECT_ROOT.parent / "shared"
+SHARED_ENV = "TRANSFER_STUDIO_SHARED"
+SHARED_DIR = Path(os.environ.get(SHARED_ENV) or PROJECT_ROOT.parent / "shared").expanduser().resolve()
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _KERAS_HOME = Path(tempfile.mkdtemp(prefix="ts-keras-home-"))
@@ -26,10 +29,12 @@ if (SHARED_DIR / "keras" / "models").is_dir():
 os.environ["KERAS_HOME"] = str(_KERAS_HOME)
 
 
-def _require_shared(relative: str) -> Path:
-    path = SHARED_DIR / relative
+def _require_shared(relative: str, shared_dir: Path | None = None) -> Path:
+    shared_dir = SHARED_DIR if shared_dir is None else shared_dir
+    path = shared_dir / relative
     if not path.exists():
-        pytest.fail(f"{path} is missing: this test needs the real material in ../shared (see DEVELOPERS.md).")
+        pytest.fail(f"{path} is missing: this test needs the real weights and datasets in the folder {shared_dir} "
+                    f"(keras/models/ and data/). Put them there, or set {SHARED_ENV} to the folder that holds them.")
     return path
 
 

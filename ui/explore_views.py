@@ -79,7 +79,7 @@ def compute_map(workspace, dataset: Dataset, settings: dict) -> pd.DataFrame | N
                                         weights=settings["weights"], method=settings["method"],
                                         run_id=settings["run_id"])
         except StudioError as exc:
-            st.error(str(exc))
+            st.error(escape_markdown(str(exc)))
             return None
     st.session_state[MAP] = {"settings": settings, "frame": frame}
     return frame
@@ -172,7 +172,7 @@ def render_change_form(workspace, dataset: Dataset, chosen: list[str]) -> None:
         else:
             version = create_version(workspace, dataset.id, exclude=set(chosen), note=note)
     except StudioError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(str(exc)))
         return
     st.session_state[NOTICE] = f"Created version {version.id} ({len(version.entries)} images); it is now current."
     st.session_state.pop(CHOSEN, None)
@@ -207,7 +207,7 @@ def render_versions(workspace, dataset: Dataset, manager_getter) -> None:
         try:
             run_id = manager_getter().submit(repeat_run_config(last, dataset.id))
         except StudioError as exc:
-            st.error(str(exc))
+            st.error(escape_markdown(str(exc)))
             return
         set_run_id(run_id)
         st.switch_page("pages/train.py")

@@ -71,18 +71,26 @@ def record_parity(workspace: Workspace, run_id: str, fmt: ExportFormat) -> dict:
     return row
 
 
+def _tolerance_text(row: dict) -> str:
+    if row.get("tolerance") is None:  # a parity.json written before quantized formats had a tolerance
+        return "none"
+    return f"{'max' if row.get('tolerance_on', 'max_abs_diff') == 'max_abs_diff' else 'mean'} ≤ {row['tolerance']:g}"
+
+
 def parity_frame(rows: dict) -> pd.DataFrame:
-    """One row per checked format: same class %, max probability difference, pass / fail."""
+    """One row per checked format: same class %, max and mean probability difference, tolerance, pass / fail."""
     titles = {fmt.key: fmt.title.split(" (")[0] for fmt in EXPORT_FORMATS}
     table = [{
         "format": titles.get(key, key),
         "same class %": round(100 * row["agreement"], 2),
         "max prob diff": row["max_abs_diff"],
-        "tolerance": "none (quantized)" if row["tolerance"] is None else f"{row['tolerance']:g}",
+        "mean prob diff": row.get("mean_abs_diff"),
+        "tolerance": _tolerance_text(row),
         "images": row["images"],
         "result": "pass" if row["passed"] else "FAIL",
     } for key, row in sorted(rows.items(), key=lambda item: _ORDER.get(item[0], len(_ORDER)))]
-    return pd.DataFrame(table, columns=["format", "same class %", "max prob diff", "tolerance", "images", "result"])
+    return pd.DataFrame(table, columns=["format", "same class %", "max prob diff", "mean prob diff", "tolerance",
+                                        "images", "result"])
 
 
 def render_export_section(workspace: Workspace, run_id: str) -> None:
@@ -92,8 +100,9 @@ def render_export_section(workspace: Workspace, run_id: str) -> None:
         st.caption("This run has no saved model to export.")
         return
     st.caption("Each export is checked against the in-app model on the validation images: the same class for "
-               f"at least {export.MIN_AGREEMENT:.0%} of them, and float formats within "
-               f"{export.FLOAT_TOLERANCE:g} in probability.")
+               f"at least {export.MIN_AGREEMENT:.0%} of them; float formats within "
+               f"{export.FLOAT_TOLERANCE:g} in probability on every image, the quantized TFLite within "
+               f"{export.QUANTIZED_MEAN_TOLERANCE:g} on average.")
     for fmt in EXPORT_FORMATS:
         target = export_dir(workspace, run_id) / f"{run_id}{fmt.file_suffix}"
         name, build, download = st.columns([3, 1, 1])
@@ -108,8 +117,8 @@ def render_export_section(workspace: Workspace, run_id: str) -> None:
             else:
                 st.rerun()  # redraw with the download button, "Rebuild" and the new parity row
         if target.exists():
-            download.download_button("Download", target.read_bytes(), file_name=target.name, mime=fmt.mime,
-                                     key=f"export_download_{fmt.key}_{run_id}")
+            download.download_button("Download", target.read_bytes, file_name=target.name, mime=fmt.mime,
+                                     key=f"export_download_{fmt.key}_{run_id}", on_click="ignore")
     rows = read_json(export_dir(workspace, run_id) / "parity.json", default={}) or {}
     if rows:
         st.markdown("**Parity with the in-app model**")

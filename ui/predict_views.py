@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.archive import IngestLimits, open_source, spool_upload
+from core.archive import spool_upload
 from core.errors import StudioError
-from core.layout import junk_reason
-from core.prediction import UNKNOWN_LABEL, Predictor, results_csv, results_frame
+from core.prediction import UNKNOWN_LABEL, Predictor, read_zip_images, results_csv, results_frame
 from core.workspace import Workspace
 from ui import evaluate_views
 from ui.text import escape_markdown
@@ -46,39 +45,41 @@ def run_predictor(workspace: Workspace, run_id: str) -> tuple[Predictor, str]:
 def collect_images(workspace: Workspace, uploads, photo) -> tuple[list[tuple[str, bytes]], list[tuple[str, str]]]:
     """Uploaded images, images inside uploaded zips and the camera photo, as (name, bytes).
 
+    At most ``MAX_IMAGES`` are read into memory; the others are counted, not read.
+
     Returns:
-        The images (at most ``MAX_IMAGES``) and the (name, reason) of files that were skipped.
+        The images and the (name, reason) of files that were skipped or left out.
     """
-    images, skipped = [], []
+    images, skipped, left_out = [], [], 0
     for upload in uploads or []:
+        room = MAX_IMAGES - len(images)
         if upload.name.lower().endswith(".zip"):
             try:
-                images += _zip_images(workspace, upload, skipped)
+                found, junk, more = read_zip_images(upload, _tmp_dir(workspace), max_images=room)
             except StudioError as exc:
                 skipped.append((upload.name, str(exc)))
-        else:
+                continue
+            images += [(f"{upload.name}/{name}", data) for name, data in found]
+            skipped += [(f"{upload.name}/{name}", reason) for name, reason in junk]
+            left_out += more
+        elif room > 0:
             images.append((upload.name, upload.getvalue()))
+        else:
+            left_out += 1
     if photo is not None:
         images.append(("camera photo", photo.getvalue()))
     if len(images) > MAX_IMAGES:
-        skipped.append((f"{len(images) - MAX_IMAGES} more images", f"only the first {MAX_IMAGES} are classified "
+        left_out += len(images) - MAX_IMAGES
+        images = images[:MAX_IMAGES]
+    if left_out:
+        skipped.append((f"{left_out} more images", f"only the first {MAX_IMAGES} are classified "
                         "here; use `python -m core predict` for larger batches"))
-    return images[:MAX_IMAGES], skipped
+    return images, skipped
 
 
-def _zip_images(workspace: Workspace, upload, skipped: list) -> list[tuple[str, bytes]]:
+def _tmp_dir(workspace: Workspace) -> Path:
     workspace.tmp_dir.mkdir(parents=True, exist_ok=True)
-    images = []
-    with open_source(upload, workspace.tmp_dir, IngestLimits.from_env()) as opened:
-        for item in opened.source.files():
-            reason = junk_reason(item.name)
-            if reason is None and PurePosixPath(item.name).suffix.lower() == ".csv":
-                reason = "not an image file"
-            if reason:
-                skipped.append((f"{upload.name}/{item.name}", reason))
-            elif len(images) <= MAX_IMAGES:
-                images.append((f"{upload.name}/{item.name}", opened.source.read(item.name)))
-    return images
+    return workspace.tmp_dir
 
 
 @st.cache_data(max_entries=32, show_spinner="Classifying…")

@@ -13,7 +13,8 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "embeddings", help="export a dataset's embeddings (the pretrained model as a feature extractor)",
         description="Write the pooled backbone features of every image of a dataset, with file names, labels and "
-                    "splits, as CSV (file, label, split, f0..fN) or NumPy .npz (embeddings, files, labels, splits). "
+                    "splits, as CSV (file, label, split, f0..fN) or a NumPy .npz archive (embeddings, files, labels, "
+                    "splits). "
                     "Reuses the training engine's embedding cache.")
     parser.add_argument("dataset_id", metavar="DATASET", help="dataset id (see the Data page or `ingest`)")
     parser.add_argument("--backbone", default="mobilenet_v2", help="backbone name (default mobilenet_v2)")
@@ -22,8 +23,8 @@ def add_parser(subparsers) -> None:
                         help="how images reach the input size (default squash)")
     parser.add_argument("--weights", choices=("imagenet", "none"), default="imagenet",
                         help="pretrained ImageNet weights or random init (default imagenet)")
-    parser.add_argument("--format", choices=("csv", "npy"), default=None,
-                        help="csv or npy (.npz archive); default from --out's suffix, else csv")
+    parser.add_argument("--format", choices=("csv", "npz"), default=None,
+                        help="csv or npz (a NumPy .npz archive); default from --out's suffix, else csv")
     parser.add_argument("--out", default=None, help="output file (default <DATASET>-<backbone>.csv/.npz here)")
     parser.add_argument("--workspace", default=None, help="workspace folder (default $TRANSFER_STUDIO_WORKSPACE)")
     parser.set_defaults(run=run)
@@ -36,11 +37,11 @@ def run(args) -> int:
 
     workspace = Workspace.open(args.workspace)
     dataset = load_dataset(workspace, args.dataset_id)
-    fmt = args.format or ("npy" if args.out and Path(args.out).suffix in (".npz", ".npy") else "csv")
-    out = Path(args.out or f"{dataset.id}-{args.backbone}.{'npz' if fmt == 'npy' else 'csv'}")
+    fmt = args.format or ("npz" if args.out and Path(args.out).suffix == ".npz" else "csv")
+    out = Path(args.out or f"{dataset.id}-{args.backbone}.{fmt}")
     found = load_embeddings(workspace, dataset, args.backbone, image_size=args.image_size, resize=args.resize,
                             weights=args.weights)
-    atomic_write_bytes(out, embeddings_npz(found) if fmt == "npy" else embeddings_csv(found))
+    atomic_write_bytes(out, embeddings_npz(found) if fmt == "npz" else embeddings_csv(found))
     rows, dim = found.embeddings.shape
     print(f"wrote {rows} embeddings of {dim} features ({fmt}) to {out}", file=sys.stderr)
     print(out)

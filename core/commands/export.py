@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from core.export import check_parity, export_model
+    from core.export import check_parity, describe_parity, export_model
 
     workspace = Workspace.open(args.workspace)
     path = export_model(workspace, args.run_id, args.format, args.out, quantize=args.quantize)
@@ -37,7 +37,5 @@ def run(args) -> int:
     else:
         print(f"wrote {path}")
         if args.check:
-            parity = result["parity"]
-            print(f"parity: {'ok' if parity['passed'] else 'FAILED'}: same class on {parity['agreement']:.2%} of "
-                  f"{parity['images']} validation images, max probability difference {parity['max_abs_diff']:.2e}")
+            print(describe_parity("tflite_dynamic" if args.quantize else args.format, result["parity"]))
     return 0 if not args.check or result["parity"]["passed"] else 1

@@ -40,6 +40,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from core.datasets import ingest, load_dataset
+    from core.preflight import check_trainable
 
     workspace = Workspace.open(args.workspace)
     started = time.perf_counter()
@@ -59,6 +60,7 @@ def run(args) -> int:
         early_stopping_patience=args.early_stopping_patience, weights=args.weights,
         distribution=args.distribution, seed=args.seed,
     )
+    check_trainable(config)  # a mistyped backbone or missing weights must not leave a failed run behind
     from core.training import train_model
 
     record = train_model(config, workspace, on_epoch=_print_epoch)

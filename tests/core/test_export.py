@@ -19,6 +19,7 @@ from core.errors import ExportError, RunError
 from core.export import (
     FLOAT_TOLERANCE,
     MIN_AGREEMENT,
+    QUANTIZED_MEAN_TOLERANCE,
     check_parity,
     export_bundle,
     export_model,
@@ -169,7 +170,8 @@ def test_parity_of_tflite_float_dynamic_and_savedmodel(tiny):
         assert row["passed"], (fmt, row)
     for fmt in ("bundle", "tflite", "savedmodel"):
         assert report[fmt]["max_abs_diff"] <= FLOAT_TOLERANCE
-    assert report["tflite_dynamic"]["tolerance"] is None
+    assert report["tflite_dynamic"]["tolerance_on"] == "mean_abs_diff"
+    assert report["tflite_dynamic"]["mean_abs_diff"] <= QUANTIZED_MEAN_TOLERANCE
 
 
 def test_tflite_files_are_written_and_run(tiny, tmp_path):

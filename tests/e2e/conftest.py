@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -18,7 +19,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("TRANSFER_STUDIO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
+README_SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
+SCREENSHOTS_ENV = "TRANSFER_STUDIO_SCREENSHOTS"
 
 
 def _free_port() -> int:
@@ -76,9 +78,23 @@ def page(browser):
     context.close()
 
 
+def screenshots_dir(environ=None) -> Path:
+    """Where the walk-through's screenshots go.
+
+    A temporary folder by default, so running the tests leaves the tree as it was; with
+    ``TRANSFER_STUDIO_SCREENSHOTS=1`` the README's own pictures in docs/screenshots/ are refreshed, and any
+    other value names a folder to write them to.
+    """
+    value = (os.environ if environ is None else environ).get(SCREENSHOTS_ENV, "")
+    if value in ("", "0"):
+        return Path(tempfile.gettempdir()) / "transfer-studio-screenshots"
+    return README_SCREENSHOTS if value == "1" else Path(value).expanduser()
+
+
 def screenshot(page, name: str) -> Path:
-    """Save a full-page screenshot to docs/screenshots/<name>.png (shown in the README)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
+    """Save a full-page screenshot as <name>.png in :func:`screenshots_dir`."""
+    folder = screenshots_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path

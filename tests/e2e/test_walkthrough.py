@@ -1,6 +1,7 @@
 """The whole walk in a real browser: sample data, quick training, evaluate, predict, export.
 
-Screenshots of each step go to docs/screenshots/ (the README shows them).
+Screenshots of each step go to a temporary folder; ``TRANSFER_STUDIO_SCREENSHOTS=1 ./test.sh tests/e2e``
+refreshes the README's pictures in docs/screenshots/ instead.
 """
 
 from __future__ import annotations
