@@ -91,7 +91,8 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
                           f"{', '.join(map(str, spec.allowed_sizes))}.")
     weights = resolve_weights(spec, image_size, config.weights)
     devices = configure_precision()
-    runs.update_run(workspace, run_id, weights=weights.description, image_size=image_size, devices=devices)
+    runs.update_run(workspace, run_id, weights=weights.description, weights_fingerprint=weights.fingerprint,
+                    image_size=image_size, devices=devices)
     keras.utils.set_random_seed(config.seed)
     strategy = choose_strategy(config.distribution)
     with strategy.scope():
@@ -177,9 +178,8 @@ class _Context:
                           jit_compile=self.jit_compile)
 
     def fit_head_on_features(self):
-        from core.features import cached_features, extract_features, feature_key
+        from core.features import cached_features, extract_features, feature_key, feature_meta
         from core.models import feature_extractor, head_of
-        from core.speed import record_speed
 
         started = time.perf_counter()
         self.reporter.stage("features")
@@ -189,12 +189,13 @@ class _Context:
         features = extract_features(self.workspace, key, feature_extractor(self.model), self.dataset,
                                     image_size=self.image_size, resize=self.config.resize,
                                     batch_size=self.config.batch_size, reporter=self.reporter,
-                                    meta={"backbone": self.spec.name, "weights": self.weights.description})
+                                    meta={"backbone": self.spec.name, "weights": self.weights.description,
+                                          "weights_fingerprint": self.weights.fingerprint})
         self.timings["features_s"] = round(time.perf_counter() - started, 3)
-        runs.update_run(self.workspace, self.run_id, feature_key=key, features_cached=was_cached)
-        if not was_cached:
-            count = sum(len(array) for array in features.values())
-            record_speed(self.workspace, self.spec.name, self.image_size, count / self.timings["features_s"])
+        extraction = _extraction_facts(feature_meta(self.workspace, key), was_cached)
+        self.timings.update(features_runtime=extraction["runtime"], conversion_s=extraction["conversion_s"])
+        runs.update_run(self.workspace, self.run_id, feature_key=key, features_cached=was_cached,
+                        extraction=extraction)
         head = head_of(self.model)
         self.compile(head, self.config.effective_learning_rate)
         batch_size = self.config.batch_size
@@ -230,6 +231,14 @@ class _Context:
         model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                   class_weight=self.class_weight(), shuffle=False, verbose=0)  # the datasets shuffle
         return keeper.best
+
+
+def _extraction_facts(meta: dict, was_cached: bool) -> dict:
+    """Which runtime computed the embeddings, at what speed, and the conversion seconds this run paid."""
+    return {"runtime": meta.get("runtime", "keras"), "reason": meta.get("runtime_reason"),
+            "images_per_s": meta.get("images_per_s"), "threads": meta.get("threads"),
+            "conversion_s": 0.0 if was_cached else float(meta.get("conversion_s") or 0.0),
+            "cached": was_cached}
 
 
 def build_augmentation(seed: int = 0) -> keras.Sequential:
