@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from core.workspace import Workspace
@@ -29,6 +30,7 @@ def run(args) -> int:
     # Only a run id needs the workspace; do not create one just to read a bundle.
     workspace = None if Path(args.model).exists() else Workspace.open(args.workspace)
     predictor = Predictor.load(args.model, workspace)
+    print(f"runtime: {predictor.runtime_description}", file=sys.stderr)
     results = predictor.predict_images(args.images, top_k=args.top_k, unknown_threshold=args.threshold)
     if args.json:
         print(json.dumps(results))

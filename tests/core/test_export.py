@@ -167,6 +167,7 @@ def test_bundle_reloads_through_predictor_from_zip_and_folder(tiny, bundle, tmp_
     for source in (bundle, tmp_path / "unpacked"):
         predictor = Predictor.from_bundle(source)
         assert predictor.classes == tiny.dataset.classes and predictor.image_size == 32
+        assert predictor.runtime == "litert"  # from the bundle's model.tflite
         np.testing.assert_allclose(predictor.predict_probabilities(images), expected, atol=1e-6)
 
 
