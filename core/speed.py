@@ -115,6 +115,8 @@ def measure_speed(workspace: Workspace, backbone: str, image_size: int, batch_si
         extractor = FastExtractor(extractor, plan, backbone=backbone, image_size=image_size,
                                   weights_fingerprint=resolved.fingerprint)
     batches, measured_on = _measure_batches(dataset, image_size, batch_size)
+    # Full batches only: another shape would be traced (Keras) or reallocated (LiteRT) inside the timing.
+    batches = [batch for batch in batches if len(batch) == len(batches[0])]
     extractor.predict_on_batch(batches[0])  # warm-up: tracing, conversion or allocation is not speed
     started = time.perf_counter()
     count = 0
@@ -135,7 +137,8 @@ def _measure_batches(dataset, image_size: int, batch_size: int) -> tuple[list[np
     paths = _sample_paths(dataset, MEASURE_IMAGES)
     batches = [np.asarray(images) for images in make_image_dataset(paths, image_size=image_size,
                                                                    batch_size=batch_size)]
-    return batches, f"{len(paths)} images of {dataset.name}"
+    timed = sum(len(batch) for batch in batches[1:] if len(batch) == len(batches[0])) or len(batches[0])
+    return batches, f"{timed} images of {dataset.name}"
 
 
 def estimate_seconds(config, *, images_per_s: float | None, num_train: int, num_total: int,
