@@ -77,6 +77,15 @@ def _estimates(store: ConvertedStore, backbone: str, image_size: int) -> tuple[f
     return float(keras_speed), float(litert_speed), float(conversion)
 
 
+def _gpu_present() -> bool:
+    """A GPU TensorFlow can use (asked only when TensorFlow is loaded already: a page must stay light)."""
+    tf = sys.modules.get("tensorflow")
+    try:
+        return bool(tf is not None and tf.config.list_physical_devices("GPU"))
+    except Exception:  # a half-initialised TensorFlow: no GPU worth planning for
+        return False
+
+
 def plan_extraction(backbone: str, image_size: int, weights_fingerprint: str | None, num_images: int, *,
                     store: ConvertedStore | None = None, mode: str | None = None) -> ExtractionPlan:
     """The runtime for a pass of ``num_images`` images through ``backbone``'s frozen extractor."""
@@ -86,6 +95,8 @@ def plan_extraction(backbone: str, image_size: int, weights_fingerprint: str | N
         return ExtractionPlan("keras", False, False, None, f"LiteRT is turned off ({MODE_ENV}=off)")
     if not litert_available():
         return ExtractionPlan("keras", False, False, None, "ai-edge-litert is not installed")
+    if _gpu_present():
+        return ExtractionPlan("keras", False, False, None, "a GPU is here: Keras runs on it")
     key = extractor_key(backbone, image_size, weights_fingerprint) if weights_fingerprint else None
     if key and store.has(key):
         return ExtractionPlan("litert", False, False, key, "converted earlier on this machine")
@@ -212,7 +223,7 @@ def spawn_background_conversion(backbone: str, image_size: int, weights_fingerpr
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         return subprocess.Popen(command, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True, preexec_fn=lambda: os.nice(19))
+                                start_new_session=True)  # the child lowers its own priority first
     except OSError:
         return None
     finally:
@@ -244,4 +255,5 @@ def _convert_in_background(backbone: str, image_size: int, weights_fingerprint: 
 
 
 if __name__ == "__main__":
+    os.nice(19)  # never take CPU from the work a person is waiting for
     sys.exit(_convert_in_background(sys.argv[1], int(sys.argv[2]), sys.argv[3]))

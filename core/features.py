@@ -74,7 +74,7 @@ def extract_features(workspace: Workspace, key: str, extractor, dataset, *, imag
         facts = _runtime_facts(extractor, total, seconds)
         atomic_write_json(staging / "meta.json", {**meta, **facts, "key": key, "splits": list(dataset.splits),
                                                    "dataset_id": dataset.id, "dim": dim, "complete": True})
-        _record_speed(workspace, meta, image_size, facts)
+        _record_speed(workspace, meta, image_size, facts, f"all {total} images of {dataset.name}")
         target = workspace.features_dir / key
         try:
             os.rename(staging, target)
@@ -129,7 +129,7 @@ def _runtime_facts(extractor, total: int, seconds: float) -> dict:
             "extract_s": round(seconds, 3), "images_per_s": round(total / pass_seconds, 2)}
 
 
-def _record_speed(workspace: Workspace, meta: dict, image_size: int, facts: dict) -> None:
+def _record_speed(workspace: Workspace, meta: dict, image_size: int, facts: dict, measured_on: str) -> None:
     backbone = meta.get("backbone")
     if not backbone:
         return
@@ -137,7 +137,7 @@ def _record_speed(workspace: Workspace, meta: dict, image_size: int, facts: dict
     from core.speed import record_speed
 
     record_speed(workspace, backbone, image_size, facts["images_per_s"], runtime=facts["runtime"],
-                 measured_on="a full feature-extraction pass")
+                 measured_on=measured_on)
     try:
         ConvertedStore().record_speed(backbone, image_size, **{facts["runtime"]: facts["images_per_s"]})
     except OSError:  # the machine-wide cache folder is not writable: the estimate stays a default

@@ -169,3 +169,12 @@ def test_keys_differ_by_backbone_size_and_weights():
     keys = {extractor_key(b, s, w) for b in ("mobilenet_v2", "resnet50") for s in (96, 224)
             for w in ("imagenet-1", "imagenet-2")}
     assert len(keys) == 8
+
+
+def test_the_background_converter_rebuilds_only_the_same_weights(keras_home, store, monkeypatch):
+    """The child process checks the weights fingerprint before converting (other weights: nothing written)."""
+    monkeypatch.setenv("TRANSFER_STUDIO_LITERT_BACKGROUND", "1")
+    child = spawn_background_conversion("mobilenet_v2", 224, "imagenet-000000000000", store)
+    assert child is not None and child.wait(timeout=600) == 1
+    assert "weights changed" in (store.folder / "background.log").read_text()
+    assert not list(store.folder.glob("*.tflite"))
