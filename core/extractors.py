@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from core.litert import (
     ConvertedStore,
@@ -203,10 +203,6 @@ def fast_feature_extractor(keras_extractor, *, backbone: str, image_size: int, w
     plan = plan_extraction(backbone, image_size, weights_fingerprint, num_images, store=store)
     return FastExtractor(keras_extractor, plan, backbone=backbone, image_size=image_size,
                          weights_fingerprint=weights_fingerprint, store=store)
-
-
-def plan_dict(plan: ExtractionPlan) -> dict:
-    return asdict(plan)
 
 
 def spawn_background_conversion(backbone: str, image_size: int, weights_fingerprint: str,

@@ -41,7 +41,7 @@ st.caption(f"Dataset **{escape_markdown(dataset.name)}**: {len(dataset.entries)}
 views.init_settings()
 
 st.subheader("1. Backbone")
-st.dataframe(views.backbone_table(workspace), hide_index=True, width="stretch")
+st.dataframe(views.backbone_table(workspace, len(dataset.entries)), hide_index=True, width="stretch")
 backbone = st.selectbox("Backbone", list(views.BACKBONES), key="train_backbone",
                         help="MobileNetV2 is the recommended default: fast on a CPU and accurate on small data.")
 spec = get_backbone(backbone)

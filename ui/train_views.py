@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.backbones import BACKBONES
 from core.config import PRESETS, STRATEGIES
-from core.speed import RUNTIME_NAMES, speed_figures
+from core.speed import RUNTIME_NAMES, expected_speed
 from core.weights import weights_available
 from ui.charts import curves_figure
 from ui.jobs import format_seconds, get_manager, snapshot
@@ -29,12 +29,11 @@ DEFAULTS = {"epochs": 10, "fine_tune_epochs": 5, "batch_size": 32, "learning_rat
 ACTIVE = ("queued", "running")
 
 
-def backbone_table(workspace) -> pd.DataFrame:
-    """One row per registry backbone, with its speed and weights on this machine."""
+def backbone_table(workspace, num_images: int = 0) -> pd.DataFrame:
+    """One row per registry backbone, with the speed of the runtime a run would use and its weights here."""
     rows = []
     for name, spec in BACKBONES.items():
-        figures = speed_figures(workspace, name, spec.default_size)
-        best = max(figures.values(), key=lambda figure: figure.images_per_s, default=None)
+        _, best = expected_speed(workspace, name, spec.default_size, num_images=num_images)
         rows.append({
             "backbone": name, "name": spec.display_name, "parameters (M)": round(spec.params / 1e6, 1),
             "size (MB)": spec.size_mb, "input size": spec.default_size, "ImageNet top-1": spec.top1,
