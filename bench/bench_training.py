@@ -65,7 +65,8 @@ def main() -> None:
     print("| recipe | wall time (s) | val accuracy | speed-up vs naive | detail |")
     print("|---|---|---|---|---|")
     for name, seconds, accuracy, timings in rows:
-        detail = ", ".join(f"{key} {value:.1f}" for key, value in timings.items())
+        detail = ", ".join(f"{key} {value:.1f}" if isinstance(value, (int, float)) else f"{key} {value}"
+                           for key, value in timings.items())
         print(f"| {name} | {seconds:.1f} | {accuracy:.3f} | {naive_seconds / seconds:.1f}x | {detail} |")
 
 

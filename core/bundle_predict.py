@@ -1,12 +1,14 @@
 """Classify images with this exported Transfer Studio model.
 
-Needs only Python 3.10+, keras 3 (with its TensorFlow backend), pillow and numpy:
+Needs Python 3.10+, pillow and numpy, and either ai-edge-litert (fast, small: runs model.tflite with
+XNNPACK on every core) or keras 3 with its TensorFlow backend (runs model.keras):
 
-    pip install keras tensorflow pillow numpy
-    python predict.py photo1.jpg photo2.png [--top-k 3] [--json]
+    pip install ai-edge-litert pillow numpy        # or: pip install keras tensorflow pillow numpy
+    python predict.py photo1.jpg photo2.png [--top-k 3] [--json] [--runtime auto|litert|keras]
 
-The files next to this script: model.keras (raw RGB pixels 0..255 in, probabilities out),
-labels.json (class names in output order) and config.json (image_size, resize mode, max_side).
+It says on stderr which runtime answered. The files next to this script: model.keras and model.tflite
+(the same model: raw RGB pixels 0..255 in, probabilities out), labels.json (class names in output order)
+and config.json (image_size, resize mode and max_side).
 The image preparation below is a copy of the app's ``core.images`` (the app's tests check
 that both give identical pixels), so this script predicts what the app predicted.
 """
@@ -81,11 +83,61 @@ def prepare_image(image: Image.Image, image_size: int, resize: str = "squash") -
     return np.asarray(out, dtype=np.float32)
 
 
-def predict(paths, top_k: int = 3, folder: Path = HERE, batch_size: int = 32) -> list[dict]:
-    """One dict per image: file, label, probability, top_k [[label, probability], ...]."""
-    import keras  # imported here so the preparation functions above load without TensorFlow
+class _LiteRTModel:
+    """model.tflite run by the LiteRT interpreter with XNNPACK on every core."""
 
-    model = keras.saving.load_model(folder / "model.keras", safe_mode=True)
+    name = "LiteRT (model.tflite)"
+
+    def __init__(self, path: Path):
+        import os
+
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count() or 1)
+        self.input = self.interpreter.get_input_details()[0]["index"]
+        self.output = self.interpreter.get_output_details()[0]["index"]
+        self.batch = None
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if batch.shape[0] != self.batch:
+            self.interpreter.resize_tensor_input(self.input, list(batch.shape))
+            self.interpreter.allocate_tensors()
+            self.batch = batch.shape[0]
+        self.interpreter.set_tensor(self.input, batch.astype(np.float32))
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output).copy()
+
+
+class _KerasModel:
+    name = "Keras (model.keras)"
+
+    def __init__(self, path: Path):
+        import keras  # imported here so the preparation functions above load without TensorFlow
+
+        self.model = keras.saving.load_model(path, safe_mode=True)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model(batch, training=False))
+
+
+def load_model(folder: Path = HERE, runtime: str = "auto"):
+    """model.tflite on LiteRT when asked or when both are there ("auto"), else model.keras on Keras."""
+    tflite = folder / "model.tflite"
+    if runtime in ("auto", "litert") and tflite.is_file():
+        try:
+            return _LiteRTModel(tflite)
+        except ImportError:
+            if runtime == "litert":
+                raise SystemExit("error: --runtime litert needs ai-edge-litert: pip install ai-edge-litert") from None
+    elif runtime == "litert":
+        raise SystemExit(f"error: --runtime litert needs {tflite}; this bundle has only model.keras")
+    return _KerasModel(folder / "model.keras")
+
+
+def predict(paths, top_k: int = 3, folder: Path = HERE, batch_size: int = 32, runtime: str = "auto",
+            model=None) -> list[dict]:
+    """One dict per image: file, label, probability, top_k [[label, probability], ...]."""
+    model = model or load_model(folder, runtime)
     labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     results = []
@@ -94,7 +146,7 @@ def predict(paths, top_k: int = 3, folder: Path = HERE, batch_size: int = 32) ->
         max_side = int(config.get("max_side") or 512)
         batch = np.stack([prepare_image(as_stored(load_image(p), max_side), config["image_size"],
                                         config.get("resize", "squash")) for p in chunk])
-        probabilities = np.asarray(model(batch, training=False))
+        probabilities = model(batch)
         for path, probs in zip(chunk, probabilities, strict=True):
             order = np.argsort(-probs, kind="stable")[:max(1, top_k)]
             results.append({
@@ -111,8 +163,12 @@ def main(argv=None) -> int:
     parser.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to list per image")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--runtime", choices=("auto", "litert", "keras"), default="auto",
+                        help="auto: LiteRT when ai-edge-litert is installed, else Keras")
     args = parser.parse_args(argv)
-    results = predict(args.images, top_k=args.top_k)
+    model = load_model(HERE, args.runtime)
+    print(f"runtime: {model.name}", file=sys.stderr)
+    results = predict(args.images, top_k=args.top_k, model=model)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

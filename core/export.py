@@ -75,7 +75,31 @@ def export_bundle(workspace, run_id: str, out_path, *, evaluation=None) -> Path:
         "MODEL_CARD.md": render_model_card(run, config, predictor.classes, evaluation, dataset, note).encode(),
         "predict.py": _read(_PREDICT_SCRIPT),
     }
+    tflite = run_tflite(workspace, run_id, predictor.model)
+    if tflite is not None:
+        files["model.tflite"] = tflite
     return _write_zip(_target_file(out_path, f"{run_id}-bundle.zip"), files)
+
+
+def run_tflite(workspace, run_id: str, model) -> bytes | None:
+    """The run's ``model.tflite`` (converted once, kept next to ``model.keras``); None when conversion fails."""
+    from core.fast_models import TFLITE_NAME
+    from core.runs import model_path
+    from core.workspace import atomic_write_bytes
+
+    keras_path = model_path(workspace, run_id)
+    tflite = keras_path.with_name(TFLITE_NAME)
+    if tflite.is_file() and tflite.stat().st_mtime >= keras_path.stat().st_mtime:
+        return tflite.read_bytes()
+    try:
+        content = convert_to_tflite(model)
+    except ExportError:  # the bundle still works with model.keras; predict.py then says it uses Keras
+        return None
+    try:
+        atomic_write_bytes(tflite, content)
+    except StudioError:  # a read-only run folder: the bundle still gets the file
+        pass
+    return content
 
 
 def export_tflite(workspace, run_id: str, out_path, *, quantize: str | None = None) -> Path:
@@ -232,7 +256,8 @@ def _format_runner(fmt: str, workspace, run_id: str, model, folder: Path):
         from core.prediction import Predictor
         from core.runs import model_path
 
-        reloaded = Predictor.from_keras_file(model_path(workspace, run_id))  # safe-mode reload of the file
+        # The safe-mode reload of model.keras itself, even when a model.tflite sits beside it.
+        reloaded = Predictor.from_keras_file(model_path(workspace, run_id), use_litert=False)
         return reloaded.predict_arrays
     if fmt == "savedmodel":
         import tensorflow as tf
@@ -254,7 +279,9 @@ class _TFLiteRunner:
             import tensorflow as tf
 
             Interpreter = tf.lite.Interpreter  # noqa: N806
-        self._interpreter = Interpreter(model_content=content)
+        from core.litert import cpu_threads
+
+        self._interpreter = Interpreter(model_content=content, num_threads=cpu_threads())
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._batch = None

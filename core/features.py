@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,20 +41,29 @@ def cached_features(workspace: Workspace, key: str) -> dict | None:
     return {split: np.load(folder / f"{split}.npy", mmap_mode="r") for split in meta["splits"]}
 
 
+def feature_meta(workspace: Workspace, key: str) -> dict:
+    """The facts stored with a cache entry: backbone, weights, which runtime computed it, conversion seconds."""
+    return read_json(workspace.features_dir / key / "meta.json", default={})
+
+
 def extract_features(workspace: Workspace, key: str, extractor, dataset, *, image_size: int, resize: str,
                      batch_size: int = 32, reporter=None, meta: dict | None = None) -> dict:
     """Compute (or reuse) the embeddings of every split of ``dataset`` with ``extractor``.
 
+    A Keras extractor runs on the cheaper runtime (``core.extractors``: LiteRT converted once per machine,
+    or Keras) when ``meta`` names its ``backbone`` and ``weights_fingerprint``; which runtime ran, the
+    conversion seconds and the images/s of the pass are stored in the entry's ``meta.json``.
+
     Args:
         workspace: Where the cache lives.
         key: From ``feature_key``.
-        extractor: Keras model, raw pixels in, pooled embeddings out.
+        extractor: Keras model or ``core.extractors.FastExtractor``, raw pixels in, pooled embeddings out.
         dataset: A ``core.datasets.Dataset``.
         image_size: Input side.
         resize: Resize mode.
         batch_size: Images per forward pass.
         reporter: Optional RunReporter for progress and Stop.
-        meta: Extra facts stored in ``meta.json`` (backbone, weights).
+        meta: Extra facts stored in ``meta.json`` (backbone, weights, weights_fingerprint).
 
     Returns:
         ``{split: array (N, D)}`` with rows in manifest order.
@@ -61,31 +71,18 @@ def extract_features(workspace: Workspace, key: str, extractor, dataset, *, imag
     found = cached_features(workspace, key)
     if found is not None:
         return found
-    from core.pipeline import make_image_dataset
-
+    meta = dict(meta or {})
+    total = sum(len(dataset.split_entries(split)) for split in dataset.splits)
+    extractor = _fast(extractor, meta, image_size, total)
     staging = workspace.staging_dir(f"features-{key}-")
     try:
-        total = sum(len(dataset.split_entries(split)) for split in dataset.splits)
-        done = 0
-        dim = int(extractor.output_shape[-1])
-        for split in dataset.splits:
-            paths = dataset.paths(split)
-            array = np.lib.format.open_memmap(staging / f"{split}.npy", mode="w+", dtype=np.float32,
-                                              shape=(len(paths), dim))
-            start = 0
-            for images in make_image_dataset(paths, image_size=image_size, batch_size=batch_size, resize=resize):
-                if reporter is not None and reporter.stop_requested():
-                    raise StopRequested()
-                batch = np.asarray(extractor.predict_on_batch(images))
-                array[start:start + len(batch)] = batch
-                start += len(batch)
-                done += len(batch)
-                if reporter is not None:
-                    reporter.batch(done, total)
-            array.flush()
-            del array
-        atomic_write_json(staging / "meta.json", {**(meta or {}), "key": key, "splits": list(dataset.splits),
+        started = time.perf_counter()
+        dim = _run_extractor(staging, extractor, dataset, image_size, resize, batch_size, reporter, total)
+        seconds = time.perf_counter() - started
+        facts = _runtime_facts(extractor, total, seconds)
+        atomic_write_json(staging / "meta.json", {**meta, **facts, "key": key, "splits": list(dataset.splits),
                                                    "dataset_id": dataset.id, "dim": dim, "complete": True})
+        _record_speed(workspace, meta, image_size, facts, f"all {total} images of {dataset.name}")
         target = workspace.features_dir / key
         try:
             os.rename(staging, target)
@@ -95,6 +92,64 @@ def extract_features(workspace: Workspace, key: str, extractor, dataset, *, imag
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return cached_features(workspace, key)
+
+
+def _fast(extractor, meta: dict, image_size: int, total: int):
+    if hasattr(extractor, "describe") or not meta.get("backbone") or "weights_fingerprint" not in meta:
+        return extractor
+    from core.extractors import fast_feature_extractor
+
+    return fast_feature_extractor(extractor, backbone=meta["backbone"], image_size=image_size,
+                                  weights_fingerprint=meta["weights_fingerprint"], num_images=total)
+
+
+def _run_extractor(staging, extractor, dataset, image_size, resize, batch_size, reporter, total) -> int:
+    """Every split through ``extractor`` into ``staging/<split>.npy``; decoding overlaps inference (tf.data)."""
+    from core.pipeline import make_image_dataset
+
+    done = 0
+    dim = int(extractor.output_shape[-1])
+    for split in dataset.splits:
+        paths = dataset.paths(split)
+        array = np.lib.format.open_memmap(staging / f"{split}.npy", mode="w+", dtype=np.float32,
+                                          shape=(len(paths), dim))
+        start = 0
+        for images in make_image_dataset(paths, image_size=image_size, batch_size=batch_size, resize=resize):
+            if reporter is not None and reporter.stop_requested():
+                raise StopRequested()
+            batch = np.asarray(extractor.predict_on_batch(images))
+            array[start:start + len(batch)] = batch
+            start += len(batch)
+            done += len(batch)
+            if reporter is not None:
+                reporter.batch(done, total)
+        array.flush()
+        del array
+    return dim
+
+
+def _runtime_facts(extractor, total: int, seconds: float) -> dict:
+    described = extractor.describe() if hasattr(extractor, "describe") else {"runtime": "keras", "conversion_s": 0.0}
+    conversion = float(described.get("conversion_s") or 0.0)
+    pass_seconds = max(seconds - conversion, 1e-6)
+    return {"runtime": described["runtime"], "runtime_reason": described.get("reason"),
+            "conversion_s": round(conversion, 3), "threads": described.get("threads"),
+            "extract_s": round(seconds, 3), "images_per_s": round(total / pass_seconds, 2)}
+
+
+def _record_speed(workspace: Workspace, meta: dict, image_size: int, facts: dict, measured_on: str) -> None:
+    backbone = meta.get("backbone")
+    if not backbone:
+        return
+    from core.litert import ConvertedStore
+    from core.speed import record_speed
+
+    record_speed(workspace, backbone, image_size, facts["images_per_s"], runtime=facts["runtime"],
+                 measured_on=measured_on)
+    try:
+        ConvertedStore().record_speed(backbone, image_size, **{facts["runtime"]: facts["images_per_s"]})
+    except OSError:  # the machine-wide cache folder is not writable: the estimate stays a default
+        pass
 
 
 def delete_features_for_dataset(workspace: Workspace, dataset_id: str) -> int:

@@ -68,11 +68,13 @@ class RunParts:
         return len(self.model.get_layer("backbone").layers)
 
     def forward_speed(self) -> float:
+        """Images/s of a Keras forward pass here (image phases train with Keras, whatever computed features)."""
         if self.speed:
             return self.speed
-        from core.speed import known_speeds
+        from core.speed import speed_figures
 
-        return known_speeds(self.workspace).get(f"{self.spec.name}@{self.image_size}") or DEFAULT_SPEED
+        keras_figure = speed_figures(self.workspace, self.spec.name, self.image_size).get("keras")
+        return (keras_figure.images_per_s if keras_figure else None) or DEFAULT_SPEED
 
     def work_plan(self) -> list[tuple[str, float]]:
         """Estimated seconds of every stage still to come, in order (for the whole-run ETA)."""
@@ -133,9 +135,8 @@ def learning_rate_schedule(learning_rate: float, steps_per_epoch: int, epochs: i
 
 
 def _extract(parts: RunParts) -> dict:
-    from core.features import cached_features, extract_features, feature_key
+    from core.features import cached_features, extract_features, feature_key, feature_meta
     from core.models import feature_extractor
-    from core.speed import record_speed
 
     started = time.perf_counter()
     parts.reporter.stage("features")
@@ -145,16 +146,25 @@ def _extract(parts: RunParts) -> dict:
     features = extract_features(parts.workspace, key, feature_extractor(parts.model), parts.dataset,
                                 image_size=parts.image_size, resize=parts.config.resize,
                                 batch_size=parts.config.batch_size, reporter=parts.reporter,
-                                meta={"backbone": parts.spec.name, "weights": parts.weights.description})
+                                meta={"backbone": parts.spec.name, "weights": parts.weights.description,
+                                      "weights_fingerprint": parts.weights.fingerprint})
     parts.timings["features_s"] = round(time.perf_counter() - started, 3)
-    runs.update_run(parts.workspace, parts.run_id, feature_key=key, features_cached=was_cached)
+    extraction = _extraction_facts(feature_meta(parts.workspace, key), was_cached)
+    parts.timings.update(features_runtime=extraction["runtime"], conversion_s=extraction["conversion_s"])
+    runs.update_run(parts.workspace, parts.run_id, feature_key=key, features_cached=was_cached,
+                    extraction=extraction)
     if not was_cached:
-        count = sum(len(array) for array in features.values())
-        parts.speed = count / max(parts.timings["features_s"], 1e-6)
-        record_speed(parts.workspace, parts.spec.name, parts.image_size, parts.speed)
         parts.reporter.plan(parts.work_plan())
     parts.features = {split: np.asarray(array) for split, array in features.items()}
     return parts.features
+
+
+def _extraction_facts(meta: dict, was_cached: bool) -> dict:
+    """Which runtime computed the embeddings, at what speed, and the conversion seconds this run paid."""
+    return {"runtime": meta.get("runtime", "keras"), "reason": meta.get("runtime_reason"),
+            "images_per_s": meta.get("images_per_s"), "threads": meta.get("threads"),
+            "conversion_s": 0.0 if was_cached else float(meta.get("conversion_s") or 0.0),
+            "cached": was_cached}
 
 
 def _selection_features(parts: RunParts):

@@ -37,10 +37,17 @@ class Predictor:
         source: where the model came from (run id or file), for display.
         config: the run config saved with the model ({} when unknown).
         warnings: things the user should know about this model (e.g. class names made up), for display.
+        runtime: ``litert`` when a LiteRT stand-in (``core.fast_models``) answers, else ``keras``.
+        runtime_description: which runtime answers, for people.
     """
 
-    def __init__(self, model, classes, *, resize: str = "squash", source: str = "", config: dict | None = None):
+    def __init__(self, model, classes, *, resize: str = "squash", source: str = "", config: dict | None = None,
+                 fast=None):
         self.model = model
+        self.fast = fast
+        self.runtime = "litert" if fast is not None else "keras"
+        self.runtime_description = getattr(fast, "description", "LiteRT") if fast is not None else \
+            "Keras (TensorFlow)"
         self.classes = tuple(str(c) for c in classes)
         self.image_size = _input_size(model, source)
         self.resize = resize or "squash"
@@ -59,13 +66,15 @@ class Predictor:
     @classmethod
     def from_run(cls, workspace, run_id: str) -> Predictor:
         """The model of a finished run in ``workspace`` (RunError when it has none)."""
-        from core.runs import load_run, load_run_model
+        from core.fast_models import fast_model_for_run
+        from core.runs import load_run, load_run_model, model_path
 
         run = load_run(workspace, run_id)
         model = load_run_model(workspace, run_id)
         config = run.get("config") or {}
         return cls(model, run.get("classes") or [], resize=config.get("resize", "squash"),
-                   source=run_id, config={**config, "max_side": run.get("max_side")})
+                   source=run_id, config={**config, "max_side": run.get("max_side")},
+                   fast=fast_model_for_run(run, model, model_path(workspace, run_id)))
 
     @classmethod
     def from_bundle(cls, path) -> Predictor:
@@ -80,13 +89,19 @@ class Predictor:
                 f"{path} is not a model bundle; expected a .zip exported from the Runs page (or "
                 "`python -m core export RUN --format bundle`) or its unpacked folder."
             )
+        from core.fast_models import whole_model
+
         model = _load_keras_bytes(files.model_bytes, str(path))
         config = files.config or {}
-        return cls(model, files.labels, resize=config.get("resize", "squash"), source=str(path), config=config)
+        return cls(model, files.labels, resize=config.get("resize", "squash"), source=str(path), config=config,
+                   fast=whole_model(files.tflite_bytes))
 
     @classmethod
-    def from_keras_file(cls, path, classes=None) -> Predictor:
-        """A bare ``.keras`` file; class names from ``classes``, a labels.json beside it, or class_<i>."""
+    def from_keras_file(cls, path, classes=None, *, use_litert: bool = True) -> Predictor:
+        """A bare ``.keras`` file; class names from ``classes``, a labels.json beside it, or class_<i>.
+
+        A ``model.tflite`` beside it, at least as new, answers instead of Keras unless ``use_litert`` is False.
+        """
         path = Path(path)
         model = _load_keras_bytes(_read_bytes(path), str(path))
         config = _read_json_file(path.parent / "config.json") or {}
@@ -94,7 +109,10 @@ class Predictor:
         guessed = classes is None
         if guessed:
             classes = [f"class_{i}" for i in range(int(model.output_shape[-1]))]
-        predictor = cls(model, classes, resize=config.get("resize", "squash"), source=str(path), config=config)
+        from core.fast_models import fast_model_for_file
+
+        predictor = cls(model, classes, resize=config.get("resize", "squash"), source=str(path), config=config,
+                        fast=fast_model_for_file(path) if use_litert else None)
         if guessed:
             predictor.warnings.append(
                 f"No labels.json beside {path}: classes are named class_0 to class_{len(classes) - 1}. Put the "
@@ -135,6 +153,8 @@ class Predictor:
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (N, C) for prepared images (N, S, S, 3)."""
+        if self.fast is not None:
+            return np.asarray(self.fast.predict_on_batch(np.asarray(batch, dtype=np.float32)), dtype=np.float32)
         # A traced function skips model.predict's per-call set-up (a data adapter, callbacks),
         # which costs far more than the forward pass itself for a single image.
         if self._forward is None:
@@ -303,10 +323,11 @@ def images_from_zip(source, tmp_dir, *, max_images: int = 1000) -> list[tuple[st
 class _BundleFiles:
     """model.keras bytes, labels and config read from a bundle zip or folder."""
 
-    def __init__(self, model_bytes: bytes, labels, config):
+    def __init__(self, model_bytes: bytes, labels, config, tflite_bytes: bytes | None = None):
         if not labels:
             raise ExportError("The bundle has no labels.json; expected the class names. Re-export the run.")
         self.model_bytes, self.labels, self.config = model_bytes, labels, config
+        self.tflite_bytes = tflite_bytes
 
     @classmethod
     def from_zip(cls, path: Path) -> _BundleFiles:
@@ -340,7 +361,8 @@ class _BundleFiles:
                 return None if data is None else _parse_json(data, f"{path.name}/{prefix}{name}")
 
             model = member(MODEL_MEMBER, limits.max_model_bytes, "TRANSFER_STUDIO_MAX_MODEL_BYTES")
-            return cls(model, member_json("labels.json"), member_json("config.json"))
+            tflite = member("model.tflite", limits.max_model_bytes, "TRANSFER_STUDIO_MAX_MODEL_BYTES")
+            return cls(model, member_json("labels.json"), member_json("config.json"), tflite)
         finally:
             source.close()
 
@@ -348,8 +370,9 @@ class _BundleFiles:
     def from_folder(cls, path: Path) -> _BundleFiles:
         if not (path / "model.keras").is_file():
             raise ExportError(f"{path} has no model.keras; expected an unpacked Transfer Studio bundle.")
+        tflite = path / "model.tflite"
         return cls(_read_bytes(path / "model.keras"), _read_json_file(path / "labels.json"),
-                   _read_json_file(path / "config.json"))
+                   _read_json_file(path / "config.json"), _read_bytes(tflite) if tflite.is_file() else None)
 
 
 def _load_keras_bytes(data: bytes, source: str):

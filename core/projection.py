@@ -81,7 +81,8 @@ def load_embeddings(workspace: Workspace, dataset, backbone: str = "mobilenet_v2
         model = build_classifier(spec, image_size=size, num_classes=max(2, len(dataset.classes)), weights=resolved)
         features = extract_features(workspace, key, feature_extractor(model), dataset, image_size=size,
                                     resize=resize, batch_size=batch_size,
-                                    meta={"backbone": spec.name, "weights": resolved.description})
+                                    meta={"backbone": spec.name, "weights": resolved.description,
+                                          "weights_fingerprint": resolved.fingerprint})
     entries = [entry for split in dataset.splits for entry in dataset.split_entries(split)]
     arrays = [np.asarray(features[split], dtype=np.float32) for split in dataset.splits]
     return EmbeddingSet(key=key, files=tuple(e.file for e in entries), sources=tuple(e.source for e in entries),

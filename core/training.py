@@ -98,8 +98,9 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
     weights = resolve_weights(spec, image_size, config.weights)
     devices = configure_precision()
     roles = data_roles(dataset, needs_selection=config.needs_selection, seed=config.seed)
-    runs.update_run(workspace, run_id, weights=weights.description, image_size=image_size, devices=devices,
-                    roles=roles.describe(), max_side=dataset.summary.get("max_side") or DEFAULT_MAX_SIDE)
+    runs.update_run(workspace, run_id, weights=weights.description, weights_fingerprint=weights.fingerprint,
+                    image_size=image_size, devices=devices, roles=roles.describe(),
+                    max_side=dataset.summary.get("max_side") or DEFAULT_MAX_SIDE)
     keras.utils.set_random_seed(config.seed)
     strategy = choose_strategy(config.distribution)
     with strategy.scope():

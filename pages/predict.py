@@ -33,7 +33,8 @@ try:
 except StudioError as exc:
     st.error(escape_markdown(str(exc)))
     st.stop()
-st.caption(f"Classes: {escape_markdown(', '.join(predictor.classes))} · input {predictor.image_size} px ({predictor.resize})")
+st.caption(f"Classes: {escape_markdown(', '.join(predictor.classes))} · input {predictor.image_size} px ({predictor.resize})"
+           f" · runs on {escape_markdown(predictor.runtime_description)}")
 
 uploads = st.file_uploader("Images, or zips of images", type=views.IMAGE_TYPES + ["zip"],
                            accept_multiple_files=True, key="predict_images")

@@ -6,7 +6,7 @@ from core.backbones import get_backbone
 from core.config import PRESETS, TrainConfig
 from core.errors import StudioError
 from core.features import cached_features, feature_key
-from core.speed import estimate_seconds, known_speeds, measure_speed
+from core.speed import RUNTIME_NAMES, estimate_seconds, expected_speed, measure_speed, speed_figures
 from core.weights import resolve_weights, weights_available
 from ui import train_views as views
 from ui.jobs import format_seconds, get_manager, snapshot
@@ -41,7 +41,7 @@ st.caption(f"Dataset **{escape_markdown(dataset.name)}**: {len(dataset.entries)}
 views.init_settings()
 
 st.subheader("1. Backbone")
-st.dataframe(views.backbone_table(workspace), hide_index=True, width="stretch")
+st.dataframe(views.backbone_table(workspace, len(dataset.entries)), hide_index=True, width="stretch")
 backbone = st.selectbox("Backbone", list(views.BACKBONES), key="train_backbone",
                         help="MobileNetV2 is the recommended default: fast on a CPU and accurate on small data.")
 spec = get_backbone(backbone)
@@ -69,23 +69,40 @@ if config.weights == "imagenet" and config.strategy != "from-scratch":
         st.warning(f"ImageNet weights for {spec.display_name} at {size} px ({spec.weights_file(size)}) are not on "
                    "this machine; the run will try to download them and fail if it cannot. Pick another backbone, "
                    "place the file in the weights folder, or use from-scratch.")
-speed = known_speeds(workspace).get(f"{backbone}@{size}")
+num_images = len(dataset.entries)
+plan, figure = expected_speed(workspace, backbone, size, weights=config.weights, num_images=num_images)
+keras_figure = speed_figures(workspace, backbone, size).get("keras")
 fingerprint = "none" if config.weights == "none" else None
 if fingerprint is None and weights_available(spec, size):
     fingerprint = resolve_weights(spec, size, "imagenet").fingerprint
 cached = bool(fingerprint) and cached_features(
     workspace, feature_key(dataset.id, backbone, size, config.resize, fingerprint, seed=config.seed)) is not None
-estimate = estimate_seconds(config, images_per_s=speed, num_train=len(dataset.split_entries("train")),
-                            num_total=len(dataset.entries), features_cached=cached)
+uses_features = config.strategy != "from-scratch" and not config.augment
+uses_keras = config.strategy != "feature-extraction" or config.augment
+missing = "features" if uses_features and not cached and figure is None else \
+    "keras" if uses_keras and keras_figure is None else None
+estimate = None if missing else estimate_seconds(
+    config, images_per_s=keras_figure.images_per_s if keras_figure else None,
+    num_train=len(dataset.split_entries("train")), num_total=num_images, features_cached=cached,
+    features_images_per_s=figure.images_per_s if figure else None,
+    conversion_s=plan.conversion_estimate_s if plan.convert_now else 0.0)
 left, right = st.columns([3, 1])
 if estimate is None:
-    left.caption(f"Estimated time: not known yet: {spec.display_name} at {size} px has not been timed here.")
+    runtime = RUNTIME_NAMES[plan.runtime if missing == "features" else "keras"]
+    left.caption(f"Estimated time: not known yet: {spec.display_name} at {size} px has not been timed here "
+                 f"with {runtime}, the runtime this run would use"
+                 f"{' (' + escape_markdown(plan.reason) + ')' if missing == 'features' else ' for training steps'}.")
     if right.button("Measure speed"):
-        with st.spinner(f"Timing {spec.display_name}…"):
-            measure_speed(workspace, backbone, size)
+        with st.spinner(f"Timing {spec.display_name} with {runtime} on images of this dataset…"):
+            measure_speed(workspace, backbone, size, dataset=dataset, weights=config.weights,
+                          runtime=None if missing == "features" else "keras")
         st.rerun()
 else:
-    left.caption(f"Estimated time: about {format_seconds(estimate)} (measured {speed:.0f} images/s here"
+    measured = figure if uses_features and figure else keras_figure
+    conversion = f"; includes converting to LiteRT first (about {plan.conversion_estimate_s:.0f} s, once per " \
+        "machine)" if plan.convert_now and uses_features and not cached else ""
+    left.caption(f"Estimated time: about {format_seconds(estimate)} (measured {measured.label} here on "
+                 f"{escape_markdown(measured.measured_on or 'earlier runs')}{conversion}"
                  f"{'; image features already cached' if cached else ''}).")
 
 if st.button("Start training", type="primary"):

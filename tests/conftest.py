@@ -27,6 +27,10 @@ if (SHARED_DIR / "keras" / "models").is_dir():
     for weight_file in (SHARED_DIR / "keras" / "models").iterdir():
         os.symlink(weight_file, _KERAS_HOME / "models" / weight_file.name)
 os.environ["KERAS_HOME"] = str(_KERAS_HOME)
+# Converted LiteRT models go to a private folder, never the user's machine-wide cache; no background converters.
+_LITERT_CACHE = Path(tempfile.mkdtemp(prefix="ts-litert-"))
+os.environ["TRANSFER_STUDIO_LITERT_CACHE"] = str(_LITERT_CACHE)
+os.environ["TRANSFER_STUDIO_LITERT_BACKGROUND"] = "0"
 
 
 def _require_shared(relative: str, shared_dir: Path | None = None) -> Path:
@@ -61,3 +65,4 @@ def workspace(tmp_path):
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_KERAS_HOME, ignore_errors=True)
+    shutil.rmtree(_LITERT_CACHE, ignore_errors=True)

@@ -8,7 +8,7 @@ import streamlit as st
 from core.backbones import BACKBONES
 from core.config import HEAD_MODES, PRESETS, STRATEGIES
 from core.roles import format_headline
-from core.speed import known_speeds
+from core.speed import RUNTIME_NAMES, expected_speed
 from core.weights import weights_available
 from ui.charts import curves_figure
 from ui.jobs import format_seconds, get_manager, snapshot
@@ -30,19 +30,32 @@ DEFAULTS = {"head": "auto", "epochs": 10, "fine_tune_epochs": 10, "batch_size": 
 ACTIVE = ("queued", "running")
 
 
-def backbone_table(workspace) -> pd.DataFrame:
-    """One row per registry backbone, with its speed and weights on this machine."""
-    speeds = known_speeds(workspace)
+def backbone_table(workspace, num_images: int = 0) -> pd.DataFrame:
+    """One row per registry backbone, with the speed of the runtime a run would use and its weights here."""
     rows = []
     for name, spec in BACKBONES.items():
-        speed = speeds.get(f"{name}@{spec.default_size}")
+        _, best = expected_speed(workspace, name, spec.default_size, num_images=num_images)
         rows.append({
             "backbone": name, "name": spec.display_name, "parameters (M)": round(spec.params / 1e6, 1),
             "size (MB)": spec.size_mb, "input size": spec.default_size, "ImageNet top-1": spec.top1,
-            "speed here (img/s)": f"{speed:.0f}" if speed else "not measured", "ImageNet weights here": weights_available(spec, spec.default_size),
+            "speed here (img/s)": f"{best.images_per_s:.0f} ({RUNTIME_NAMES[best.runtime]})" if best
+            else "not measured", "ImageNet weights here": weights_available(spec, spec.default_size),
             "good for": spec.guidance,
         })
     return pd.DataFrame(rows)
+
+
+def extraction_line(extraction: dict, timings: dict) -> str:
+    """Which runtime computed the image features of a run, how fast, and what the conversion cost."""
+    runtime = RUNTIME_NAMES.get(extraction.get("runtime"), extraction.get("runtime") or "Keras")
+    if extraction.get("cached"):
+        return f"Image features: reused from the cache (computed earlier with {runtime})."
+    threads = f", {extraction['threads']} threads" if extraction.get("threads") else ""
+    speed = f" at {extraction['images_per_s']:.0f} images/s" if extraction.get("images_per_s") else ""
+    conversion = extraction.get("conversion_s") or 0.0
+    paid = f"; conversion to LiteRT {conversion:.1f} s (once per machine)" if conversion else ""
+    return (f"Image features: {runtime}{threads}{speed}, {format_seconds(timings.get('features_s'))} in all{paid}. "
+            f"{extraction.get('reason') or ''}").strip()
 
 
 def apply_preset() -> None:
@@ -171,6 +184,8 @@ def render_status(run_id: str, record: dict, progress: dict) -> None:
                    f"{format_headline(record.get('headline'))}.")
         render_honesty(record)
         st.caption(escape_markdown(f"Weights: {record.get('weights')}. Model: {record.get('model_path')}"))
+        if record.get("extraction"):
+            st.caption(escape_markdown(extraction_line(record["extraction"], record.get("timings") or {})))
     elif status == "stopped":
         st.warning(f"Stopped. {escape_markdown(record.get('error') or 'The best model so far was kept.')}")
     else:

@@ -32,6 +32,7 @@ def run(args) -> int:
     predictor = Predictor.load(args.model, workspace)
     for warning in predictor.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    print(f"runtime: {predictor.runtime_description}", file=sys.stderr)
     results = predictor.predict_images(args.images, top_k=args.top_k, unknown_threshold=args.threshold)
     if args.json:
         print(json.dumps(results))

@@ -66,6 +66,8 @@ def run(args) -> int:
     record = train_model(config, workspace, on_epoch=_print_epoch)
     timings = {"ingest_s": round(ingest_s, 3), "features_s": record["timings"].get("features_s", 0.0),
                "train_s": record["timings"].get("train_s", 0.0),
+               "features_runtime": record["timings"].get("features_runtime"),
+               "conversion_s": record["timings"].get("conversion_s", 0.0),
                "total_s": round(time.perf_counter() - started, 3)}
     if record["status"] == "failed":
         from core.errors import StudioError

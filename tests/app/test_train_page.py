@@ -37,6 +37,22 @@ def test_a_tiny_run_shows_curves_and_finishes(sample_dataset):
     assert any("Head chosen by" in m.value for m in at.markdown)
     candidates = next(d.value for d in at.dataframe if "accuracy" in d.value.columns and "std" in d.value.columns)
     assert {"linear C=0.1", "mlp 256, dropout 0.5"} <= set(candidates["name"])
+    captions = " | ".join(c.value for c in at.caption)
+    assert "Image features: Keras (TensorFlow)" in captions  # which runtime computed them, and why
+    at.run()
+    captions = " | ".join(c.value for c in at.caption)
+    assert "Estimated time: about" in captions and "images/s with Keras (TensorFlow)" in captions
+
+
+def test_measure_speed_times_this_dataset_on_the_runtime_the_run_would_use(sample_dataset):
+    at = open_page("train", dataset=sample_dataset.id)
+    _configure(at, epochs=3)
+    captions = " | ".join(c.value for c in at.caption)
+    assert "not known yet" in captions and "with Keras (TensorFlow)" in captions
+    next(b for b in at.button if b.label == "Measure speed").click()
+    at.run(timeout=300)
+    captions = " | ".join(c.value for c in at.caption)
+    assert "images/s with Keras (TensorFlow) here on 48 images of" in captions  # 64 sampled, 16 warm up
 
 
 def test_stop_ends_a_running_job(sample_dataset):

@@ -57,8 +57,9 @@ def test_export_bundle_then_predict_with_it(tiny, capsys, tmp_path):
     path = Path(json.loads(out)["path"])
     assert code == 0 and path == tmp_path / "b.zip" and zipfile.is_zipfile(path)
     image = str(tiny.dataset.paths("val")[0])
-    code, out, _ = _cli(capsys, "predict", str(path), image, "--top-k", "2", "--json")
+    code, out, err = _cli(capsys, "predict", str(path), image, "--top-k", "2", "--json")
     from_bundle = json.loads(out)
+    assert "runtime: LiteRT (XNNPACK): model.tflite" in err  # the bundle carries model.tflite
     code_run, out_run, _ = _cli(capsys, "predict", tiny.run_id, image, "--json", "--workspace", workspace)
     from_run = json.loads(out_run)
     assert code == code_run == 0 and len(from_bundle) == 1

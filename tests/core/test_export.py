@@ -31,7 +31,8 @@ from core.prediction import Predictor
 from tests.trained_run import shared_tiny_run
 
 SCRIPT = Path(__file__).resolve().parents[2] / "core" / "bundle_predict.py"
-BUNDLE_FILES = {"model.keras", "labels.json", "config.json", "metrics.json", "MODEL_CARD.md", "predict.py"}
+BUNDLE_FILES = {"model.keras", "model.tflite", "labels.json", "config.json", "metrics.json", "MODEL_CARD.md",
+                "predict.py"}
 
 
 @pytest.fixture(scope="module")
@@ -80,12 +81,12 @@ def test_bundle_script_prepares_identical_pixels_to_core_images(tmp_path, resize
             np.testing.assert_array_equal(theirs, ours, err_msg=f"{path.name} {resize} {size}")
 
 
-def test_bundle_script_imports_only_keras_pillow_numpy_and_stdlib():
+def test_bundle_script_imports_only_litert_keras_pillow_numpy_and_stdlib():
     tree = ast.parse(SCRIPT.read_text(encoding="utf-8"))
     modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                for alias in node.names}
     modules |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert modules - set(sys.stdlib_module_names) == {"keras", "numpy", "PIL"}
+    assert modules - set(sys.stdlib_module_names) == {"ai_edge_litert", "keras", "numpy", "PIL"}
 
 
 def test_bundle_holds_model_labels_config_metrics_card_and_script(tiny, bundle):
@@ -104,18 +105,19 @@ def test_bundle_holds_model_labels_config_metrics_card_and_script(tiny, bundle):
     assert "Confusion matrix" in card and "| true \\ predicted | blue | green | red |" in card
 
 
-def _predict_in_fresh_process(bundle, images, folder):
+def _predict_in_fresh_process(bundle, images, folder, runtime="auto", expect_runtime="LiteRT (model.tflite)"):
     """Unpack the bundle and run its predict.py in a new interpreter; returns its JSON output."""
     zipfile.ZipFile(bundle).extractall(folder)
     # Run from the unpacked folder with a clean path: the project's `core` cannot be imported there.
     code = ("import runpy, sys\n"
-            "sys.argv = ['predict.py', '--json', '--top-k', '3', *sys.argv[1:]]\n"
+            f"sys.argv = ['predict.py', '--json', '--top-k', '3', '--runtime', '{runtime}', *sys.argv[1:]]\n"
             "try:\n    runpy.run_path('predict.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
             "assert 'core' not in sys.modules and 'streamlit' not in sys.modules\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run([sys.executable, "-c", code, *map(str, images)], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert f"runtime: {expect_runtime}" in done.stderr
     return json.loads(done.stdout)
 
 
@@ -129,6 +131,13 @@ def test_bundle_predicts_in_fresh_process_like_the_app(tiny, bundle, tmp_path):
     images = tiny.dataset.paths("val")
     fresh = _predict_in_fresh_process(bundle, images, tmp_path / "unpacked")
     _assert_same_predictions(fresh, Predictor.from_run(tiny.workspace, tiny.run_id).predict_images(images, top_k=3))
+
+
+def test_bundle_script_on_keras_answers_like_on_litert(tiny, bundle, tmp_path):
+    images = tiny.dataset.paths("val")
+    on_keras = _predict_in_fresh_process(bundle, images, tmp_path / "keras", runtime="keras",
+                                         expect_runtime="Keras (model.keras)")
+    _assert_same_predictions(on_keras, _predict_in_fresh_process(bundle, images, tmp_path / "litert"))
 
 
 @pytest.mark.real
@@ -159,6 +168,7 @@ def test_bundle_reloads_through_predictor_from_zip_and_folder(tiny, bundle, tmp_
     for source in (bundle, tmp_path / "unpacked"):
         predictor = Predictor.from_bundle(source)
         assert predictor.classes == tiny.dataset.classes and predictor.image_size == 32
+        assert predictor.runtime == "litert"  # from the bundle's model.tflite
         np.testing.assert_allclose(predictor.predict_probabilities(images), expected, atol=1e-6)
 
 
