@@ -37,7 +37,7 @@ def test_a_fine_tune_phase_that_only_gets_worse_saves_the_reported_model(workspa
     best_selection = max(h["val_accuracy"] for h in history)
     assert record["selection_score"][0] == pytest.approx(best_selection)
     saved_val = _evaluate_saved(workspace, record["run_id"], "val")
-    assert saved_val.accuracy == pytest.approx(record["selection_score"][0], abs=1e-9)
+    assert saved_val.accuracy == pytest.approx(record["selection_score"][0], abs=1e-6)  # Keras metrics: float32
     saved_test = _evaluate_saved(workspace, record["run_id"], "test")
     assert record["headline"]["split"] == "test"
     assert record["headline"]["accuracy"] == pytest.approx(saved_test.accuracy, abs=1e-9)
