@@ -157,6 +157,7 @@ def _summary(parent: Dataset, records: list[dict], folder) -> dict:
                             rejected=old.get("rejected", []), val_fraction=old.get("val_fraction") or 0.2,
                             seed=old.get("seed", 0), generated_split=bool(old.get("generated_split")))
     summary.update(name=old.get("name", parent.name), source=old.get("source", parent.name), parent_id=parent.id)
+    summary["conversions"] = old.get("conversions")  # made at ingestion, as counted for the parent
     return summary
 
 
