@@ -17,7 +17,7 @@ import tempfile
 
 from core.errors import StudioError
 
-COMMANDS = ("ingest", "train", "runs", "predict", "evaluate", "export", "worker", "embeddings")
+COMMANDS = ("ingest", "train", "runs", "predict", "evaluate", "export", "worker", "embeddings", "check")
 
 
 def _load_commands():

@@ -44,7 +44,8 @@ __all__ = [
 MANIFEST = "manifest.csv"
 SUMMARY = "summary.json"
 META = "dataset.json"
-MANIFEST_COLUMNS = ("file", "label", "split", "sha256", "width", "height", "source")
+MANIFEST_COLUMNS = ("file", "label", "split", "sha256", "width", "height", "source", "phash")
+NEAR_DUPLICATE_BITS = 4  # core.near_duplicates.HASH_ONLY_BITS: pictures this close share a split
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}")
 
 
@@ -59,6 +60,7 @@ class ManifestEntry:
     width: int     # original width / height (after EXIF orientation)
     height: int
     source: str    # original entry name in the zip/folder
+    phash: str = ""  # perceptual hash of the normalized copy (core.near_duplicates); "" in older datasets
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,8 @@ def _build(source, staging: Path, val_fraction: float, seed: int, limits: Ingest
     _check_classes(layout, records, rejected)
     records.sort(key=lambda record: (record["label"], record["source"]))
     generated = not any(record["split"] == "val" for record in records)
-    items = [SplitItem(r["label"], r["sha256"], r["split"]) for r in records]
+    items = [SplitItem(r["label"], r["sha256"], r["split"], group) for r, group in zip(
+        records, near_duplicate_keys(records), strict=True)]
     test_carved = should_carve_test(items)
     for record, split in zip(records, assign_splits(items, val_fraction, seed), strict=True):
         record["split"] = split
@@ -168,7 +171,30 @@ def _build(source, staging: Path, val_fraction: float, seed: int, limits: Ingest
                             val_fraction=val_fraction, seed=seed, generated_split=generated,
                             test_carved=test_carved)
     summary["max_side"] = limits.max_side  # prediction re-creates stored copies with the same cap
+    summary["conversions"] = count_conversions(records)
     return records, summary
+
+
+def near_duplicate_keys(records: list[dict]) -> list[str]:
+    """A group key per record: the smallest sha256 among the images that show the same picture (by hash)."""
+    from core.near_duplicates import group_ids, hamming_pairs, hash_array
+
+    first, second, _ = hamming_pairs(hash_array([r.get("phash", "") for r in records]), NEAR_DUPLICATE_BITS)
+    roots = group_ids(len(records), zip(first.tolist(), second.tolist(), strict=True))
+    smallest: dict[int, str] = {}
+    for record, root in zip(records, roots, strict=True):
+        smallest[root] = min(smallest.get(root, record["sha256"]), record["sha256"])
+    return [smallest[root] for root in roots]
+
+
+def count_conversions(records: list[dict]) -> dict:
+    """``{"exif_rotated": n, "colour_modes": {stored mode: n}}`` of what ingestion turned upright or into RGB."""
+    modes: dict[str, int] = {}
+    for record in records:
+        if record.get("mode", "RGB") != "RGB":
+            modes[record["mode"]] = modes.get(record["mode"], 0) + 1
+    return {"exif_rotated": sum(bool(r.get("exif_rotated")) for r in records),
+            "colour_modes": dict(sorted(modes.items()))}
 
 
 def _check_classes(layout: Layout, records: list[dict], rejected: list[dict]) -> None:
@@ -262,7 +288,7 @@ def load_dataset(workspace: Workspace, dataset_id: str) -> Dataset:
         )
     entries = tuple(
         ManifestEntry(row["file"], row["label"], row["split"], row["sha256"], int(row["width"]),
-                      int(row["height"]), row["source"])
+                      int(row["height"]), row["source"], row.get("phash") or "")
         for row in csv.DictReader(io.StringIO(text))
     )
     return Dataset(id=dataset_id, root=root, name=meta.get("name", dataset_id),

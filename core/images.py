@@ -174,7 +174,8 @@ def normalize_image(data: bytes, target: Path, limits: IngestLimits) -> dict:
         limits: pixel, size and ``max_side`` limits.
 
     Returns:
-        ``{"sha256", "width", "height", "gray"}`` (original upright size) on success;
+        ``{"sha256", "width", "height", "gray", "phash", "mode", "exif_rotated"}`` (original upright size,
+        perceptual hash of the copy, the stored colour mode) on success;
         ``{"sha256", "reason"}`` when the file is rejected.
     """
     sha256 = hashlib.sha256(data).hexdigest()
@@ -188,7 +189,20 @@ def normalize_image(data: bytes, target: Path, limits: IngestLimits) -> dict:
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_bytes(_jpeg(capped))
     os.replace(tmp, target)
-    return {"sha256": sha256, "width": width, "height": height, "gray": gray}
+    from core.near_duplicates import perceptual_hash
+
+    return {"sha256": sha256, "width": width, "height": height, "gray": gray, "phash": perceptual_hash(image),
+            **describe_original(data)}
+
+
+def describe_original(data: bytes) -> dict:
+    """``{"mode": Pillow mode as stored, "exif_rotated": True when an EXIF orientation turned it}`` (header only)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            orientation = image.getexif().get(0x0112, 1)
+            return {"mode": image.mode, "exif_rotated": orientation in (2, 3, 4, 5, 6, 7, 8)}
+    except Exception:  # already decoded once; a header this odd just goes uncounted
+        return {"mode": "RGB", "exif_rotated": False}
 
 
 def normalize_files(source, names: list[str], images_dir: Path, limits: IngestLimits, report) -> list[dict]:

@@ -101,12 +101,12 @@ class JobManager:
 
     def status(self) -> tuple[list[dict], list[dict]]:
         """``(running, queued)`` from one read of the run store; queued in the order they will start."""
-        records = runs.list_runs(self.workspace)
+        records = runs.list_runs(self.workspace, kind=None)
         return [r for r in records if r.get("status") == "running"], _queued(records)
 
     def queue(self) -> list[dict]:
         """Queued runs in the order they will start."""
-        return _queued(runs.list_runs(self.workspace))
+        return _queued(runs.list_runs(self.workspace, kind=None))
 
     def running(self) -> list[dict]:
         return self.status()[0]
@@ -122,7 +122,7 @@ class JobManager:
         """Reap finished workers, then start queued runs while there are free slots."""
         with self._lock:
             self._reap()
-            records = runs.list_runs(self.workspace)
+            records = runs.list_runs(self.workspace, kind=None)
             self.recover_orphans(records)
             free = self.max_jobs - len(self._children)
             for record in _queued(records)[: max(free, 0)]:
@@ -131,7 +131,7 @@ class JobManager:
     def recover_orphans(self, records: list[dict] | None = None) -> list[str]:
         """Mark runs left ``running`` whose worker is gone as interrupted; returns their ids."""
         orphans = []
-        for record in runs.list_runs(self.workspace) if records is None else records:
+        for record in runs.list_runs(self.workspace, kind=None) if records is None else records:
             run_id = record["run_id"]
             if record.get("status") != "running" or run_id in self._children:
                 continue

@@ -44,7 +44,8 @@ class EmbeddingSet:
 
 
 def load_embeddings(workspace: Workspace, dataset, backbone: str = "mobilenet_v2", *, image_size: int | None = None,
-                    resize: str = "squash", weights: str = "imagenet", batch_size: int = 32) -> EmbeddingSet:
+                    resize: str = "squash", weights: str = "imagenet", batch_size: int = 32,
+                    reporter=None) -> EmbeddingSet:
     """The cached embeddings of ``dataset``, computed (and cached) first when missing.
 
     Args:
@@ -55,6 +56,7 @@ def load_embeddings(workspace: Workspace, dataset, backbone: str = "mobilenet_v2
         resize: ``squash``, ``crop`` or ``pad``, as in training.
         weights: ``imagenet`` or ``none``.
         batch_size: Images per forward pass when computing.
+        reporter: Optional ``core.progress.RunReporter`` for progress and Stop while computing.
 
     Returns:
         An ``EmbeddingSet``.
@@ -80,7 +82,7 @@ def load_embeddings(workspace: Workspace, dataset, backbone: str = "mobilenet_v2
 
         model = build_classifier(spec, image_size=size, num_classes=max(2, len(dataset.classes)), weights=resolved)
         features = extract_features(workspace, key, feature_extractor(model), dataset, image_size=size,
-                                    resize=resize, batch_size=batch_size,
+                                    resize=resize, batch_size=batch_size, reporter=reporter,
                                     meta={"backbone": spec.name, "weights": resolved.description,
                                           "weights_fingerprint": resolved.fingerprint})
     entries = [entry for split in dataset.splits for entry in dataset.split_entries(split)]

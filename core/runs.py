@@ -46,6 +46,7 @@ def create_run(workspace: Workspace, config, *, classes, status: str = "queued",
         "run_id": run_id,
         "created_at": time.time(),
         "status": status,
+        "kind": getattr(config, "job_kind", "train"),
         "config": config.to_dict(),
         "dataset_id": config.dataset_id,
         "classes": list(classes),
@@ -93,12 +94,12 @@ def transition_run(workspace: Workspace, run_id: str, from_statuses, **changes) 
     return True
 
 
-def list_runs(workspace: Workspace) -> list[dict]:
-    """All run records, newest first (folders without a readable record are skipped)."""
+def list_runs(workspace: Workspace, kind: str | None = "train") -> list[dict]:
+    """Run records of ``kind`` (``train``, ``health``; None: every job), newest first (unreadable ones skipped)."""
     records = []
     for folder in workspace.runs_dir.iterdir() if workspace.runs_dir.exists() else []:
         record = read_json(folder / "run.json") if folder.is_dir() else None
-        if record:
+        if record and kind in (None, record.get("kind", "train")):
             records.append(record)
     return sorted(records, key=lambda record: record.get("created_at", 0), reverse=True)
 

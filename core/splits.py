@@ -30,6 +30,11 @@ class SplitItem:
     label: str
     sha256: str
     split: str | None  # given by the upload, or None
+    group: str | None = None  # items with the same group (e.g. near-duplicates) share a split; default sha256
+
+    @property
+    def group_key(self) -> str:
+        return self.group or self.sha256
 
 
 def check_val_fraction(val_fraction: float) -> float:
@@ -99,7 +104,7 @@ def holdout_indices(labels, groups, fraction: float, seed: int = 0) -> list[int]
 def _grouped_validation(items, candidates, val_fraction, seed, salt: int = 0) -> list[int]:
     groups: dict[str, list[int]] = defaultdict(list)
     for index in candidates:
-        groups[items[index].sha256].append(index)
+        groups[items[index].group_key].append(index)
     by_class: dict[str, list[str]] = defaultdict(list)
     for sha, members in groups.items():
         counts = Counter(items[i].label for i in members)

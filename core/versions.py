@@ -158,6 +158,7 @@ def _summary(parent: Dataset, records: list[dict], folder) -> dict:
                             seed=old.get("seed", 0), generated_split=bool(old.get("generated_split")),
                             test_carved=bool(old.get("test_carved")))
     summary.update(name=old.get("name", parent.name), source=old.get("source", parent.name), parent_id=parent.id)
+    summary["conversions"] = old.get("conversions")  # made at ingestion, as counted for the parent
     return summary
 
 

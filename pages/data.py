@@ -6,6 +6,7 @@ from core.datasets import create_sample_dataset, delete_dataset, ingest, list_da
 from core.errors import StudioError
 from core.server_import import import_root, list_importable, resolve_import_path
 from ui import data_views as views
+from ui import health_views
 from ui.state import get_dataset_id, get_workspace, require_dataset, set_dataset_id
 from ui.text import escape_markdown
 
@@ -86,6 +87,7 @@ dataset = require_dataset("Upload a zip or use the sample dataset to begin.")
 st.header("Current dataset")
 st.text(f"{dataset.name}  ({dataset.id})")
 views.render_overview(dataset)
+health_views.render_health_summary(workspace, dataset)
 views.render_issues(dataset)
 views.render_thumbnails(dataset)
 views.render_duplicates(dataset)

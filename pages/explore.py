@@ -2,7 +2,9 @@
 
 import streamlit as st
 
+from core.health_jobs import features_ready
 from ui import explore_views as views
+from ui import health_views
 from ui.jobs import get_manager
 from ui.state import get_workspace, require_dataset
 
@@ -20,7 +22,14 @@ st.caption(f"Dataset {views.escape_markdown(dataset.name)} ({dataset.id}): {len(
 
 settings = views.map_settings(workspace, dataset)
 frame = views.current_map(settings)
-if st.button("Draw the map", type="primary" if frame is None else "secondary"):
+job = health_views.active_job(workspace, dataset)
+if job is not None:
+    health_views.live_job(job["run_id"])
+elif settings["weights"] == "imagenet" and not features_ready(workspace, dataset, settings["backbone"],
+                                                                settings["image_size"]):
+    health_views.start_button(dataset, "Compute the image features", key="explore_features",
+                              backbone=settings["backbone"], image_size=settings["image_size"])
+elif st.button("Draw the map", type="primary" if frame is None else "secondary"):
     frame = views.compute_map(workspace, dataset, settings)
 
 selected: list[str] = []
@@ -30,9 +39,11 @@ if frame is not None:
         st.subheader(f"Selected on the map: {len(selected)}")
         views.render_thumbnails(frame[frame.file.isin(selected)])
     views.render_flagged(frame)
-else:
-    st.info("Press **Draw the map** (the first time computes the image features: seconds for a few hundred "
-            "images on a CPU).")
+elif job is None:
+    st.info("Press **Draw the map**. The image features are computed once, in a background job that also runs "
+            "the health check (**Compute the image features**).")
+
+health_views.render_review(workspace, dataset)
 
 st.subheader("Relabel or exclude")
 chosen = views.render_picker(dataset, frame, selected)

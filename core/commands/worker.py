@@ -9,7 +9,7 @@ from core.workspace import Workspace
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("worker", help="(internal) train one run in this process")
+    parser = subparsers.add_parser("worker", help="(internal) run one queued job (training or health check) in this process")
     parser.add_argument("run_id")
     parser.add_argument("--workspace", default=None)
     parser.add_argument("--parent-pid", type=int, default=None)
@@ -18,6 +18,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from core.jobs import watch_parent
+    from core.runs import load_run
     from core.training import Interrupted, execute_run
 
     def interrupt(signum, frame):
@@ -26,5 +27,11 @@ def run(args) -> int:
     signal.signal(signal.SIGTERM, interrupt)
     if args.parent_pid:
         watch_parent(args.parent_pid, lambda: os.kill(os.getpid(), signal.SIGTERM))
-    record = execute_run(Workspace.open(args.workspace), args.run_id)
+    workspace = Workspace.open(args.workspace)
+    if load_run(workspace, args.run_id).get("kind") == "health":
+        from core.health_jobs import execute_health_job
+
+        record = execute_health_job(workspace, args.run_id)
+    else:
+        record = execute_run(workspace, args.run_id)
     return 0 if record["status"] in ("done", "stopped") else 1
