@@ -25,6 +25,7 @@ from core.archive import IngestLimits, clean_text, open_source
 from core.errors import DatasetError
 from core.images import normalize_files
 from core.layout import Layout, detect_layout
+from core.spaces import check_dataset_room
 from core.splits import SPLIT_ORDER, SplitItem, assign_splits, build_summary, check_val_fraction
 from core.workspace import Workspace, atomic_write_bytes, atomic_write_json, read_json
 
@@ -115,6 +116,7 @@ def ingest(source, workspace: Workspace, *, val_fraction: float = 0.2, seed: int
         if existing:
             report(1.0, "This upload was ingested before: reusing it")
             return load_dataset(workspace, existing)
+        check_dataset_room(workspace)
         staging = workspace.staging_dir(f"ingest-{dataset_id}-")
         try:
             records, summary = _build(opened.source, staging, val_fraction, seed, limits, report)
