@@ -19,14 +19,14 @@ PAGES = [
 
 if spaces_enabled():
     from ui import spaces
-    from ui.state import get_workspace, refuse_foreign_ids
+    from ui.state import get_workspace
 
     if spaces.teacher_configured():
         PAGES.append(st.Page("pages/teacher.py", title="Teacher", icon=":material/groups:"))
     navigation = st.navigation(PAGES)
     spaces.require_sign_in()
     try:
-        refuse_foreign_ids(get_workspace())
+        get_workspace()
     except SpaceError as exc:
         spaces.show_space_error(exc)
 else:

@@ -2,16 +2,13 @@
 
 It polls (a fragment rerun every two seconds) only while a run of this workspace is queued or
 training, and then reads the job manager's in-memory index, not the disk. When nothing is active it
-is drawn once per page run and costs nothing while the tab rests. A page that picks another dataset
-or run redraws it at once (``refresh_sidebar``), since the sidebar is drawn before the page.
+is drawn once per page run and costs nothing while the tab rests. It is drawn before the page, so a
+page that picks another dataset or run does so in a widget callback or reruns (the Data page).
 """
 
 from __future__ import annotations
 
-import contextlib
-
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 
 from core.datasets import load_dataset
 from core.errors import StudioError
@@ -20,7 +17,6 @@ from core.workspace import Workspace
 from ui.jobs import VisitorJobs, get_manager
 from ui.state import get_dataset_id, get_run_id, get_workspace
 
-SLOT = "_sidebar_slot"
 POLL_S = 2.0
 
 
@@ -34,21 +30,7 @@ def _dataset_line(root: str, dataset_id: str) -> str | None:
 
 
 def render_sidebar() -> None:
-    slot = st.sidebar.empty()
-    st.session_state[SLOT] = slot
-    _draw(slot)
-
-
-def refresh_sidebar() -> None:
-    """Redraw the sidebar of this page run (after the page changed the current dataset or run)."""
-    slot = st.session_state.get(SLOT)
-    if slot is not None:
-        with contextlib.suppress(StreamlitAPIException):  # inside a fragment rerun the sidebar is not ours
-            _draw(slot)
-
-
-def _draw(slot) -> None:
-    with slot.container():
+    with st.sidebar:
         if _active(get_manager()):
             st.fragment(_polled_status, run_every=POLL_S)()
         else:

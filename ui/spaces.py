@@ -104,6 +104,10 @@ def visitor_workspace(base: Workspace) -> Workspace:
         workspace = space_for_identity(base, email) if email else create_space(base)
     else:
         workspace = open_space(base, key)
+    if cached is not workspace:
+        from ui.state import refuse_foreign_ids
+
+        refuse_foreign_ids(workspace)
     st.session_state["_space_workspace"] = workspace
     st.session_state[SESSION_KEY] = workspace.space
     if email is None and st.query_params.get(SPACE_PARAM) != workspace.space:

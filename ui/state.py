@@ -42,12 +42,7 @@ def _get(key: str) -> str | None:
 
 
 def _set(key: str, value: str | None) -> None:
-    changed = st.session_state.get(key) != value
     _store(key, value)
-    if changed:
-        from ui.sidebar import refresh_sidebar
-
-        refresh_sidebar()
 
 
 def _store(key: str, value: str | None) -> None:

@@ -128,7 +128,8 @@ def _stamp(run_id: str) -> tuple:
     stamp = []
     for name in ("run.json", "progress.json", "history.json"):
         try:
-            stamp.append(os.stat(folder / name).st_mtime_ns)
+            stat = os.stat(folder / name)  # files are replaced atomically: a new inode, mtime and size
+            stamp.append((stat.st_mtime_ns, stat.st_ino, stat.st_size))
         except OSError:
             stamp.append(None)
     return tuple(stamp)
