@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from core.errors import SpaceError
+from core.spaces import spaces_enabled
 from ui.sidebar import render_sidebar
 
 st.set_page_config(page_title="Transfer Studio", page_icon=":material/school:", layout="wide")
@@ -15,6 +17,19 @@ PAGES = [
     st.Page("pages/explore.py", title="Explore & clean data", icon=":material/explore:"),
 ]
 
-navigation = st.navigation(PAGES)
+if spaces_enabled():
+    from ui import spaces
+    from ui.state import get_workspace
+
+    if spaces.teacher_configured():
+        PAGES.append(st.Page("pages/teacher.py", title="Teacher", icon=":material/groups:"))
+    navigation = st.navigation(PAGES)
+    spaces.require_sign_in()
+    try:
+        get_workspace()
+    except SpaceError as exc:
+        spaces.show_space_error(exc)
+else:
+    navigation = st.navigation(PAGES)
 render_sidebar()
 navigation.run()

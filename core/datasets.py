@@ -26,6 +26,7 @@ from core.config import check_seed
 from core.errors import DatasetError
 from core.images import normalize_files
 from core.layout import Layout, detect_layout
+from core.spaces import check_dataset_room
 from core.splits import (
     SPLIT_ORDER,
     SplitItem,
@@ -127,6 +128,7 @@ def ingest(source, workspace: Workspace, *, val_fraction: float = 0.2, seed: int
         if existing:
             report(1.0, "This upload was ingested before: reusing it")
             return load_dataset(workspace, existing)
+        check_dataset_room(workspace)
         staging = workspace.staging_dir(f"ingest-{dataset_id}-")
         try:
             records, summary = _build(opened.source, staging, val_fraction, seed, limits, report)

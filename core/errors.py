@@ -31,3 +31,11 @@ class ExportError(StudioError):
 
 class WorkspaceError(StudioError, OSError):
     """The workspace cannot be written (full disk, no permission)."""
+
+
+class SpaceError(StudioError):
+    """A space of a shared server that does not exist or cannot be changed now."""
+
+
+class LimitError(SpaceError):
+    """A space's limit (disk, datasets, runs at once) is reached; the message says what to delete."""

@@ -2,7 +2,11 @@
 
 A job is a run in the run store. ``JobManager.submit`` records it as ``queued``; a dispatcher
 thread starts queued runs in order, each in its own ``python -m core worker`` process, while fewer
-than ``max_jobs`` run (default 1, ``$TRANSFER_STUDIO_MAX_JOBS``). A crash or out-of-memory in a
+than ``max_jobs`` run (default 1, ``$TRANSFER_STUDIO_MAX_JOBS``). On a server with spaces
+(``core/spaces.py``) one manager serves every space and takes the spaces in turn, so one person's
+five queued runs do not hold up the next person's first. The dispatcher re-reads the run store only
+when something changed (a submit, a stop, a worker ending) or every ``RESCAN_S``; pages ask the
+manager, which answers from that index, and ``version`` tells them whether anything changed. A crash or out-of-memory in a
 worker cannot take the server down; the dispatcher notices a dead worker and marks its run
 interrupted. Workers end themselves when the server process goes away, and on start-up the
 manager marks runs left ``running`` by a previous server as interrupted.
@@ -19,10 +23,12 @@ from pathlib import Path
 
 from core import runs
 from core.config import TrainConfig
+from core.spaces import check_run_room, space_workspaces, spaces_enabled
 from core.workspace import Workspace
 
 MAX_JOBS_ENV = "TRANSFER_STUDIO_MAX_JOBS"
 POLL_INTERVAL_S = 0.5
+RESCAN_S = 5.0
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 _MANAGERS: dict[Path, JobManager] = {}
@@ -46,15 +52,21 @@ class JobManager:
     Args:
         workspace: The workspace whose runs it manages.
         max_jobs: Concurrent workers; default ``$TRANSFER_STUDIO_MAX_JOBS`` or 1.
+        spaces: Also manage the runs of every space under ``workspace``; default ``$TRANSFER_STUDIO_SPACES``.
     """
 
-    def __init__(self, workspace: Workspace, max_jobs: int | None = None):
+    def __init__(self, workspace: Workspace, max_jobs: int | None = None, spaces: bool | None = None):
         self.workspace = workspace
         self.max_jobs = max_jobs or int(os.environ.get(MAX_JOBS_ENV, "1"))
-        self._children: dict[str, subprocess.Popen] = {}
+        self.spaces = spaces_enabled() if spaces is None else spaces
+        self.version = 0
+        self._children: dict[Path, subprocess.Popen] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._index: list[dict] = []
+        self._scanned_at = 0.0
 
     def start(self) -> None:
         """Mark orphans from an earlier server interrupted, then start dispatching."""
@@ -81,62 +93,104 @@ class JobManager:
                     _signal(process.kill)
                     process.wait()
 
-    def submit(self, config: TrainConfig) -> str:
-        """Queue a run for ``config``; returns its id. Bad settings raise before anything is queued."""
+    def submit(self, config: TrainConfig, workspace: Workspace | None = None) -> str:
+        """Queue a run for ``config`` in ``workspace`` (a space; default the manager's); returns its id.
+
+        Bad settings, and a space at its limit (LimitError), raise before anything is queued.
+        """
         from core.datasets import load_dataset
         from core.preflight import check_trainable
 
-        dataset = load_dataset(self.workspace, config.dataset_id)
+        workspace = workspace or self.workspace
+        dataset = load_dataset(workspace, config.dataset_id)
         check_trainable(config)
-        run_id = runs.create_run(self.workspace, config, classes=dataset.classes, status="queued")
-        runs.update_run(self.workspace, run_id, queued_at=time.time())
+        check_run_room(workspace, sum(r.get("status") in runs.ACTIVE_STATUSES for r in runs.list_runs(workspace)))
+        run_id = runs.create_run(workspace, config, classes=dataset.classes, status="queued")
+        runs.update_run(workspace, run_id, queued_at=time.time(), space=workspace.space)
         self.dispatch()
         return run_id
 
-    def stop(self, run_id: str) -> None:
+    def stop(self, run_id: str, workspace: Workspace | None = None) -> None:
         """Stop a run: a queued one is cancelled, a running one ends after its current batch."""
-        runs.request_stop(self.workspace, run_id)
-        runs.transition_run(self.workspace, run_id, ("queued",), status="stopped", finished_at=time.time(),
+        workspace = workspace or self.workspace
+        runs.request_stop(workspace, run_id)
+        runs.transition_run(workspace, run_id, ("queued",), status="stopped", finished_at=time.time(),
                             error="Cancelled before it started.")
+        self._wake.set()
 
-    def status(self) -> tuple[list[dict], list[dict]]:
-        """``(running, queued)`` from one read of the run store; queued in the order they will start."""
-        records = runs.list_runs(self.workspace, kind=None)
-        return [r for r in records if r.get("status") == "running"], _queued(records)
+    def status(self, workspace: Workspace | None = None) -> tuple[list[dict], list[dict]]:
+        """``(running, queued)`` from the dispatcher's index; queued in the order they will start.
+
+        With ``workspace``, only that workspace's (space's) runs; without, every run the manager serves.
+        """
+        if not self._scanned_at:
+            with self._lock:
+                self._set_index(self._scan())
+        index = self._index
+        if workspace is not None:
+            index = [r for r in index if r["_root"] == str(workspace.root)]
+        return [r for r in index if r.get("status") == "running"], [r for r in index if r.get("status") == "queued"]
 
     def queue(self) -> list[dict]:
         """Queued runs in the order they will start."""
-        return _queued(runs.list_runs(self.workspace, kind=None))
+        return self.status()[1]
 
     def running(self) -> list[dict]:
         return self.status()[0]
 
-    def queue_position(self, run_id: str) -> int | None:
-        """1-based place in the queue, None when not queued."""
+    def queue_position(self, run_id: str, workspace: Workspace | None = None) -> int | None:
+        """1-based place in the queue (of every space), None when not queued."""
+        root = str((workspace or self.workspace).root)
         for index, record in enumerate(self.queue()):
-            if record["run_id"] == run_id:
+            if record["run_id"] == run_id and record["_root"] == root:
                 return index + 1
         return None
 
     def dispatch(self) -> None:
-        """Reap finished workers, then start queued runs while there are free slots."""
+        """Reap finished workers, then start queued runs (spaces in turn) while there are free slots."""
         with self._lock:
+            self._wake.clear()
             self._reap()
-            records = runs.list_runs(self.workspace, kind=None)
+            records = self._scan()
             self.recover_orphans(records)
             free = self.max_jobs - len(self._children)
-            for record in _queued(records)[: max(free, 0)]:
-                self._launch(record["run_id"])
+            started = [self._launch(record) for record in fair_order(records)[: max(free, 0)]]
+            self._set_index(self._scan() if started else records)
+
+    def _scan(self) -> list[dict]:
+        """Every run record of the managed workspaces, each with ``_root`` (its workspace folder)."""
+        workspaces = [self.workspace] + (space_workspaces(self.workspace) if self.spaces else [])
+        records = []
+        for workspace in workspaces:
+            for record in runs.list_runs(workspace, kind=None):
+                record["_root"] = str(workspace.root)
+                record.setdefault("space", workspace.space)
+                records.append(record)
+        return records
+
+    def _set_index(self, records: list[dict]) -> None:
+        active = [r for r in records if r.get("status") == "running"] + fair_order(records)
+        if [(r["_root"], r["run_id"], r["status"]) for r in active] != \
+                [(r["_root"], r["run_id"], r["status"]) for r in self._index]:
+            self.version += 1
+        self._index = active
+        self._scanned_at = time.monotonic()
+
+    def _due(self) -> bool:
+        with self._lock:
+            ended = any(process.poll() is not None for process in self._children.values())
+        return ended or self._wake.is_set() or time.monotonic() - self._scanned_at >= RESCAN_S
 
     def recover_orphans(self, records: list[dict] | None = None) -> list[str]:
         """Mark runs left ``running`` whose worker is gone as interrupted; returns their ids."""
         orphans = []
-        for record in runs.list_runs(self.workspace, kind=None) if records is None else records:
+        for record in self._scan() if records is None else records:
             run_id = record["run_id"]
-            if record.get("status") != "running" or run_id in self._children:
+            workspace = Workspace.open(record.get("_root") or self.workspace.root)
+            if record.get("status") != "running" or runs.run_dir(workspace, run_id) in self._children:
                 continue
             if not _worker_alive(record.get("pid"), record.get("pid_started")):
-                if runs.transition_run(self.workspace, run_id, ("running",), status="interrupted",
+                if runs.transition_run(workspace, run_id, ("running",), status="interrupted",
                                        finished_at=time.time(),
                                        error="The training process ended unexpectedly (server restart, killed, "
                                              "or out of memory). Start the run again."):
@@ -146,30 +200,34 @@ class JobManager:
     def _loop(self) -> None:
         while not self._stopping.wait(POLL_INTERVAL_S):
             try:
-                self.dispatch()
+                if self._due():
+                    self.dispatch()
             except Exception as exc:  # keep dispatching; a bad run folder must not stop the queue
                 print(f"transfer-studio dispatcher: {type(exc).__name__}: {exc}", file=sys.stderr)
 
-    def _launch(self, run_id: str) -> None:
-        folder = runs.run_dir(self.workspace, run_id)
-        if not runs.transition_run(self.workspace, run_id, ("queued",), status="running", started_at=time.time()):
-            return
+    def _launch(self, record: dict) -> bool:
+        run_id, workspace = record["run_id"], Workspace.open(record["_root"])
+        folder = runs.run_dir(workspace, run_id)
+        if not runs.transition_run(workspace, run_id, ("queued",), status="running", started_at=time.time()):
+            return False
         log = open(folder / "worker.log", "ab")  # noqa: SIM115 - the child owns it for its lifetime
-        command = [sys.executable, "-m", "core", "worker", run_id, "--workspace", str(self.workspace.root),
+        command = [sys.executable, "-m", "core", "worker", run_id, "--workspace", str(workspace.root),
                    "--parent-pid", str(os.getpid())]
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL)
         log.close()
-        runs.update_run(self.workspace, run_id, pid=process.pid, pid_started=process_start_time(process.pid))
-        self._children[run_id] = process
+        runs.update_run(workspace, run_id, pid=process.pid, pid_started=process_start_time(process.pid))
+        self._children[folder] = process
+        return True
 
     def _reap(self) -> None:
-        for run_id, process in list(self._children.items()):
+        for folder, process in list(self._children.items()):
             code = process.poll()
             if code is None:
                 continue
-            del self._children[run_id]
-            runs.transition_run(self.workspace, run_id, ("running", "queued"), status="interrupted",
+            del self._children[folder]
+            workspace, run_id = Workspace.open(folder.parents[1]), folder.name
+            runs.transition_run(workspace, run_id, ("running", "queued"), status="interrupted",
                                 finished_at=time.time(),
                                 error=f"The training process ended unexpectedly (exit code {code}: killed or out "
                                       "of memory). Try a smaller batch size or image size, then start again.")
@@ -182,9 +240,33 @@ def _signal(send) -> None:
         pass
 
 
-def _queued(records: list[dict]) -> list[dict]:
-    queued = [r for r in records if r.get("status") == "queued"]
-    return sorted(queued, key=lambda record: record.get("queued_at", record["created_at"]))
+def fair_order(records: list[dict]) -> list[dict]:
+    """The queued runs of ``records`` in the order they will start: spaces in turn.
+
+    The next run is the first queued run of the space whose last start is the longest ago (a space
+    that never trained goes first; ties by the time the run was queued). Without spaces every run is
+    of the one space ``None``, and this is first come, first served.
+    """
+    def queued_at(record):
+        return record.get("queued_at", record["created_at"])
+
+    waiting: dict = {}
+    for record in sorted((r for r in records if r.get("status") == "queued"), key=queued_at):
+        waiting.setdefault(record.get("space"), []).append(record)
+    last_start = {}
+    for record in records:
+        if record.get("started_at") is not None:
+            space = record.get("space")
+            last_start[space] = max(last_start.get(space, float("-inf")), record["started_at"])
+    order, turn = [], max([time.time(), *last_start.values()])
+    while waiting:
+        space = min(waiting, key=lambda s: (last_start.get(s, float("-inf")), queued_at(waiting[s][0])))
+        order.append(waiting[space].pop(0))
+        if not waiting[space]:
+            del waiting[space]
+        turn += 1
+        last_start[space] = turn
+    return order
 
 
 def process_start_time(pid: int) -> str | None:

@@ -20,6 +20,7 @@ from collections import Counter
 from core.config import TrainConfig
 from core.datasets import MANIFEST_COLUMNS, META, SUMMARY, Dataset, load_dataset, write_dataset_files
 from core.errors import DatasetError
+from core.spaces import check_dataset_room
 from core.splits import build_summary
 from core.workspace import Workspace, read_json
 
@@ -50,6 +51,7 @@ def create_version(workspace: Workspace, dataset_id: str, relabel: dict[str, str
     version_id = _version_id(parent, changes)
     if (workspace.datasets_dir / version_id / META).exists():
         return load_dataset(workspace, version_id)
+    check_dataset_room(workspace)
     staging = workspace.staging_dir(f"version-{version_id}-")
     try:
         _link_images(parent, records, staging)

@@ -1,7 +1,9 @@
 """Where the app keeps its files, and atomic writes into it.
 
 Everything the app writes lives under one workspace folder: ``datasets/``, ``runs/``,
-``features/`` (embedding cache) and ``tmp/`` (staging for work in progress).
+``features/`` (embedding cache) and ``tmp/`` (staging for work in progress). A space of a shared
+server (``core/spaces.py``) is a workspace of its own under ``spaces/`` whose ``space.json`` points
+the embedding cache at the server workspace's ``features/``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from core.errors import WorkspaceError
 
 WORKSPACE_ENV = "TRANSFER_STUDIO_WORKSPACE"
 _UMASK_LOCK = threading.Lock()
+SPACE_FILE = "space.json"
 
 
 def default_workspace_root() -> Path:
@@ -27,15 +30,22 @@ def default_workspace_root() -> Path:
 
 @dataclass(frozen=True)
 class Workspace:
-    """Paths of one workspace. Create with ``Workspace.open(root)``."""
+    """Paths of one workspace. Create with ``Workspace.open(root)``.
+
+    ``space`` is the key of the space this workspace is (None for a server's own workspace);
+    ``shared_features`` the embedding cache it shares with the other spaces.
+    """
 
     root: Path
+    space: str | None = None
+    shared_features: Path | None = None
 
     @classmethod
     def open(cls, root: str | os.PathLike | None = None) -> Workspace:
         """Open (and create if needed) the workspace at ``root`` or the default one."""
         path = Path(root).expanduser().resolve() if root else default_workspace_root()
-        workspace = cls(path)
+        space = read_json(path / SPACE_FILE)
+        workspace = cls(path, space["key"], path.parents[1] / "features") if space else cls(path)
         try:
             for folder in (workspace.datasets_dir, workspace.runs_dir,
                            workspace.features_dir, workspace.tmp_dir):
@@ -57,7 +67,7 @@ class Workspace:
 
     @property
     def features_dir(self) -> Path:
-        return self.root / "features"
+        return self.shared_features or self.root / "features"
 
     @property
     def tmp_dir(self) -> Path:

@@ -18,8 +18,11 @@ workspace = get_workspace()
 
 def _adopt(dataset) -> None:
     if dataset is not None:
+        changed = dataset.id != get_dataset_id()
         set_dataset_id(dataset.id)
         st.session_state.pop("data_confirm_delete", None)
+        if changed:
+            st.rerun()  # the sidebar, drawn before this page, shows the new dataset
 
 
 left, right = st.columns([3, 1])
@@ -27,9 +30,10 @@ uploaded = left.file_uploader("Zip of labelled images", type=["zip"], key="data_
 if uploaded is not None and st.session_state.get("data_last_upload") != uploaded.file_id:
     # A click during ingestion interrupts it (nothing is kept) and the next run starts it again;
     # once it finished or failed, the same upload is not ingested again on every rerun.
-    _adopt(views.run_with_progress(lambda progress: ingest(uploaded, workspace, progress=progress),
-                                   "Checking the zip", error_key="data_upload_error"))
+    ingested = views.run_with_progress(lambda progress: ingest(uploaded, workspace, progress=progress),
+                                       "Checking the zip", error_key="data_upload_error")
     st.session_state["data_last_upload"] = uploaded.file_id
+    _adopt(ingested)
 elif uploaded is not None and st.session_state.get("data_upload_error"):
     with left:
         views.show_error(st.session_state["data_upload_error"])

@@ -19,7 +19,8 @@ if not finished:
 run_ids = [record["run_id"] for record in finished]
 current = get_run_id()
 left, right = st.columns([3, 1])
-run_id = left.selectbox("Run", run_ids, index=run_ids.index(current) if current in run_ids else 0, key="eval_run")
+run_id = left.selectbox("Run", run_ids, index=run_ids.index(current) if current in run_ids else 0, key="eval_run",
+                        on_change=lambda: set_run_id(st.session_state["eval_run"]))
 if run_id != current:
     set_run_id(run_id)
 record = next(r for r in finished if r["run_id"] == run_id)

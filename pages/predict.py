@@ -18,7 +18,8 @@ try:
     if source == sources[0] and finished:
         current = get_run_id()
         run_id = st.selectbox("Run", finished, index=finished.index(current) if current in finished else 0,
-                              key="predict_run")
+                              key="predict_run",
+                              on_change=lambda: set_run_id(st.session_state["predict_run"]))
         if run_id != current:
             set_run_id(run_id)
         predictor, model_key = views.run_predictor(workspace, run_id)

@@ -15,10 +15,10 @@ st.title("Runs & export")
 workspace = get_workspace()
 manager = get_manager()
 
-running, queued = manager.status()
-st.caption(f"Server queue: {len(running)} running, {len(queued)} waiting, at most {manager.max_jobs} at once.")
-for position, record in enumerate(queued, start=1):
-    st.caption(f"{position}. {record['run_id']} (waiting)")
+running, queued = manager.server_counts()
+st.caption(f"Server queue: {running} running, {queued} waiting, at most {manager.max_jobs} at once.")
+for record in manager.status()[1]:
+    st.caption(f"{manager.queue_position(record['run_id'])}. {record['run_id']} (waiting)")
 
 records = runs.list_runs(workspace)
 if not records:

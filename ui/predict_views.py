@@ -39,7 +39,8 @@ def bundle_predictor(workspace: Workspace, upload) -> tuple[Predictor, str]:
 
 
 def run_predictor(workspace: Workspace, run_id: str) -> tuple[Predictor, str]:
-    return evaluate_views.run_predictor(workspace, run_id), f"run-{run_id}"
+    space = hashlib.sha256(str(workspace.root).encode()).hexdigest()[:8]  # run ids are unique per workspace only
+    return evaluate_views.run_predictor(workspace, run_id), f"run-{space}-{run_id}"
 
 
 def collect_images(workspace: Workspace, uploads, photo) -> tuple[list[tuple[str, bytes]], list[tuple[str, str]]]:

@@ -2,19 +2,34 @@
 
 The current dataset and run are mirrored into the URL's query parameters, so a refresh or a
 second tab on the same URL finds them again; everything else that must survive lives on disk.
+On a server with spaces the URL also carries the visitor's space key (``ui/spaces.py``).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
+from core.spaces import spaces_enabled
 from core.workspace import Workspace
 
 
 @st.cache_resource
-def get_workspace() -> Workspace:
+def get_server_workspace() -> Workspace:
     """The server's workspace (immutable paths, safe to share between sessions)."""
     return Workspace.open()
+
+
+def get_workspace() -> Workspace:
+    """The workspace this visitor works in: the server's, or with ``TRANSFER_STUDIO_SPACES=1`` their own space.
+
+    Every page reads its datasets and runs through this one door. In a space, a missing or unknown
+    key raises SpaceError (``app.py`` shows it and offers a new space).
+    """
+    if not spaces_enabled():
+        return get_server_workspace()
+    from ui.spaces import visitor_workspace
+
+    return visitor_workspace(get_server_workspace())
 
 
 def _get(key: str) -> str | None:
@@ -27,6 +42,10 @@ def _get(key: str) -> str | None:
 
 
 def _set(key: str, value: str | None) -> None:
+    _store(key, value)
+
+
+def _store(key: str, value: str | None) -> None:
     if value is None:
         st.session_state.pop(key, None)
         if key in st.query_params:
@@ -68,3 +87,12 @@ def require_dataset(missing_message: str = "Pick or upload a dataset on the Data
         st.error(escape_markdown(exc))
         set_dataset_id(None)
         st.stop()
+
+
+def refuse_foreign_ids(workspace: Workspace) -> None:
+    """Drop a dataset or run id (typed into the URL) that is not in ``workspace``, saying it was not found."""
+    for key, folder, what in (("dataset", workspace.datasets_dir, "Dataset"), ("run", workspace.runs_dir, "Run")):
+        value = _get(key)
+        if value and (value.startswith(".") or "/" in value or not (folder / value).is_dir()):
+            _store(key, None)
+            st.error(f"{what} {value!r} was not found in this space. Pick one from the lists below.")

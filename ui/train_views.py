@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import streamlit as st
 
+from core import runs
 from core.backbones import BACKBONES
 from core.config import HEAD_MODES, PRESETS, STRATEGIES
 from core.roles import format_headline
@@ -12,6 +15,7 @@ from core.speed import RUNTIME_NAMES, expected_speed
 from core.weights import weights_available
 from ui.charts import curves_figure
 from ui.jobs import format_seconds, get_manager, snapshot
+from ui.state import get_workspace
 from ui.text import escape_markdown
 
 STRATEGY_HELP = {
@@ -28,6 +32,9 @@ DEFAULTS = {"head": "auto", "epochs": 10, "fine_tune_epochs": 10, "batch_size": 
             "class_weights": "auto", "early_stopping_patience": 5, "seed": 0, "weights": "imagenet",
             "distribution": "auto", "resize": "squash"}
 ACTIVE = ("queued", "running")
+LIVE_POLL_S = 1.0
+LIVE_CACHE = "_live_runs"
+LIVE_READS = "_live_reads"  # how many times a live view re-read a run from disk (tests count it)
 
 
 def backbone_table(workspace, num_images: int = 0) -> pd.DataFrame:
@@ -121,24 +128,69 @@ def strategy_picker() -> str:
     return strategy
 
 
-@st.fragment(run_every=1.0)
 def live_run(run_id: str) -> None:
-    """Status, progress with ETA, curves and Stop of one run, refreshed every second from its snapshot."""
+    """Status, progress with ETA, curves and Stop of one run.
+
+    While the run is queued or training this is a fragment that reruns every ``LIVE_POLL_S``; each
+    rerun first compares the run files' modification times and re-reads and rebuilds the charts
+    only when one changed. A finished run is drawn once, with no polling at all.
+    """
+    record = _live_entry(run_id)["record"]
+    if record is not None and record["status"] in ACTIVE:
+        st.fragment(_live_view, run_every=LIVE_POLL_S)(run_id)
+    else:
+        _live_view(run_id)
+
+
+def _stamp(run_id: str) -> tuple:
+    folder = runs.run_dir(get_workspace(), run_id)
+    stamp = []
+    for name in ("run.json", "progress.json", "history.json"):
+        try:
+            stat = os.stat(folder / name)  # files are replaced atomically: a new inode, mtime and size
+            stamp.append((stat.st_mtime_ns, stat.st_ino, stat.st_size))
+        except OSError:
+            stamp.append(None)
+    return tuple(stamp)
+
+
+def _live_entry(run_id: str) -> dict:
+    """The run's snapshot and charts, re-read only when a file of the run changed since the last look."""
+    cache = st.session_state.setdefault(LIVE_CACHE, {})
+    stamp, entry = _stamp(run_id), cache.get(run_id)
+    if entry is not None and entry["stamp"] == stamp:
+        return entry
     snap = snapshot(run_id)
     if snap is None:
+        entry = {"stamp": stamp, "record": None}
+    else:
+        history = snap["history"]
+        same_history = entry is not None and entry["stamp"][2] == stamp[2] and entry.get("figures")
+        figures = entry["figures"] if same_history else (
+            (curves_figure({run_id: history}, "loss"), curves_figure({run_id: history}, "accuracy"))
+            if history else None)
+        entry = {"stamp": stamp, "record": snap["record"], "progress": snap["progress"], "figures": figures}
+        st.session_state[LIVE_READS] = st.session_state.get(LIVE_READS, 0) + 1
+    cache[run_id] = entry
+    return entry
+
+
+def _live_view(run_id: str) -> None:
+    entry = _live_entry(run_id)
+    record = entry["record"]
+    if record is None:
         st.warning(f"Run {run_id} no longer exists.")
         return
-    record, history, progress = snap["record"], snap["history"], snap["progress"]
     status = record["status"]
     was_active = st.session_state.get(f"live_active_{run_id}")
     st.session_state[f"live_active_{run_id}"] = status in ACTIVE
     if was_active and status not in ACTIVE:
-        st.rerun(scope="app")
-    render_status(run_id, record, progress)
-    if history:
+        st.rerun(scope="app")  # the run ended: a full run draws it once more, without polling
+    render_status(run_id, record, entry["progress"])
+    if entry["figures"]:
         left, right = st.columns(2)
-        left.plotly_chart(curves_figure({run_id: history}, "loss"), key=f"loss_{run_id}")
-        right.plotly_chart(curves_figure({run_id: history}, "accuracy"), key=f"acc_{run_id}")
+        left.plotly_chart(entry["figures"][0], key=f"loss_{run_id}")
+        right.plotly_chart(entry["figures"][1], key=f"acc_{run_id}")
 
 
 def render_honesty(record: dict) -> None:
@@ -164,10 +216,9 @@ def render_status(run_id: str, record: dict, progress: dict) -> None:
     status = record["status"]
     manager = get_manager()
     if status == "queued":
-        running, queued = manager.status()
-        position = next((i + 1 for i, r in enumerate(queued) if r["run_id"] == run_id), "?")
-        st.info(f"Waiting in the queue: position {position} of {len(queued)} "
-                f"({len(running)} running, at most {manager.max_jobs} at once).")
+        running, queued = manager.server_counts()
+        st.info(f"Waiting in the queue: position {manager.queue_position(run_id) or '?'} of {queued} "
+                f"({running} running, at most {manager.max_jobs} at once).")
     elif status == "running":
         stage = progress.get("stage", "starting")
         batch, of = progress.get("batch"), progress.get("of")
