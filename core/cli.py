@@ -13,7 +13,7 @@ import sys
 
 from core.errors import StudioError
 
-COMMANDS = ("ingest", "train", "runs", "predict", "evaluate", "export", "worker", "embeddings")
+COMMANDS = ("ingest", "train", "runs", "predict", "evaluate", "export", "worker", "embeddings", "import_model")
 
 
 def _load_commands():

@@ -31,3 +31,7 @@ class ExportError(StudioError):
 
 class WorkspaceError(StudioError, OSError):
     """The workspace cannot be written (full disk, no permission)."""
+
+
+class ModelImportError(StudioError, ValueError):
+    """A model file from elsewhere (e.g. a Teachable Machine export) that cannot be imported."""

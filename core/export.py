@@ -26,6 +26,7 @@ FORMATS = ("bundle", "tflite", "savedmodel")
 PARITY_FORMATS = ("bundle", "tflite", "tflite_dynamic", "savedmodel")
 MIN_AGREEMENT = 0.99
 FLOAT_TOLERANCE = 1e-4
+GENERATED_PARITY_IMAGES = 32
 _PREDICT_SCRIPT = Path(__file__).with_name("bundle_predict.py")
 
 
@@ -153,6 +154,8 @@ def check_parity(workspace, run_id: str, formats=PARITY_FORMATS, *, max_images: 
                  batch_size: int = 32) -> dict:
     """Compare exported formats with the in-app Keras model on the validation images.
 
+    A run without a dataset of its own (an imported model) is checked on generated pictures instead.
+
     Args:
         workspace: the ``Workspace`` holding the run and its dataset.
         run_id: the run to check.
@@ -202,11 +205,21 @@ def _parity_row(fmt: str, probs: np.ndarray, reference: np.ndarray) -> dict:
 def _validation_paths(workspace, predictor, max_images):
     from core.datasets import load_dataset
 
+    if not predictor.config.get("dataset_id"):  # an imported model has no images of its own: draw some
+        return _generated_images(max_images or GENERATED_PARITY_IMAGES)
     dataset = load_dataset(workspace, predictor.config.get("dataset_id", ""))
     paths = dataset.paths("val") if "val" in dataset.splits else []
     if not paths:
         raise ExportError(f"Dataset {dataset.id} has no validation images; the parity check needs some.")
     return paths[:max_images] if max_images else paths
+
+
+def _generated_images(count: int) -> list:
+    """``count`` generated pictures (the sample dataset's shapes), the same on every call."""
+    from core.sample import SAMPLE_CLASSES, draw_sample_image
+
+    rng = np.random.default_rng(0)
+    return [draw_sample_image(SAMPLE_CLASSES[i % len(SAMPLE_CLASSES)], rng, side=160) for i in range(count)]
 
 
 def _format_runner(fmt: str, workspace, run_id: str, model, folder: Path):

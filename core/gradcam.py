@@ -35,7 +35,9 @@ def _head_logits(head, embedding):
     hidden = embedding
     for layer in head.layers:
         if layer.name == "predictions":
-            logits = tf.matmul(hidden, layer.kernel) + layer.bias
+            logits = tf.matmul(hidden, layer.kernel)
+            if layer.bias is not None:  # a Teachable Machine head has no bias on its last layer
+                logits = logits + layer.bias
             return logits, tf.nn.softmax(logits, axis=-1)
         if layer.__class__.__name__ != "InputLayer":
             hidden = layer(hidden, training=False)
