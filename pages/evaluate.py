@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from core.datasets import load_dataset
 from core.errors import StudioError
 from ui import evaluate_views as views
+from ui.dataset_match_views import choose_dataset
 from ui.state import get_run_id, get_workspace, set_run_id
 from ui.text import escape_markdown
 
@@ -24,19 +24,17 @@ if run_id != current:
     set_run_id(run_id)
 record = next(r for r in finished if r["run_id"] == run_id)
 
-try:
-    dataset = load_dataset(workspace, record["config"]["dataset_id"])
-except StudioError as exc:
-    st.error(escape_markdown(str(exc)))
-    st.stop()
-splits = [split for split in ("val", "test") if split in dataset.splits and dataset.split_entries(split)]
+choice = choose_dataset(workspace, record, left)
+dataset = choice.dataset
+splits = choice.splits()
 if not splits:
     st.error(f"Dataset {dataset.id} has no validation or test images to evaluate on.")
     st.stop()
-split = right.selectbox("Images", splits, format_func=views.SPLIT_NAMES.get, key="eval_split")
+split = right.selectbox("Images", splits, format_func=views.SPLIT_NAMES.get, key=f"eval_split_{dataset.id}")
 
 try:
-    result = views.evaluation(workspace, run_id, split)
+    result = views.evaluation(workspace, run_id, split, None if choice.mapping is None else dataset.id,
+                              choice.mapping)
 except StudioError as exc:
     st.error(escape_markdown(str(exc)))
     st.stop()
@@ -53,7 +51,7 @@ st.dataframe(views.per_class_table(result), hide_index=True, width="stretch")
 left, right = st.columns(2)
 with left:
     event = st.plotly_chart(views.confusion_figure(result), on_select="rerun", selection_mode="points",
-                            key=f"eval_confusion_{run_id}_{split}")
+                            key=f"eval_confusion_{run_id}_{dataset.id}_{split}")
 with right:
     st.plotly_chart(views.threshold_figure(result))
     st.caption("Answers below the threshold would be reported as \"unknown\": coverage is the share still "
