@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from core.errors import ConfigError
 
 STRATEGIES = ("feature-extraction", "fine-tune", "from-scratch")
-RESIZE_MODES = ("squash", "crop", "pad")
+RESIZE_MODES = ("squash", "crop", "pad", "crop-lanczos")
 CLASS_WEIGHT_MODES = ("auto", "on", "off")
 DISTRIBUTION_MODES = ("auto", "default", "mirrored")
 
@@ -29,7 +29,7 @@ class TrainConfig:
         backbone: Registry name of the pretrained base (see ``core.backbones``).
         strategy: ``feature-extraction``, ``fine-tune`` or ``from-scratch``.
         image_size: Input side in pixels; ``None`` takes the backbone's default.
-        resize: How images reach the input size: ``squash``, ``crop`` or ``pad``.
+        resize: How images reach the input size: ``squash``, ``crop``, ``pad`` or ``crop-lanczos``.
         epochs: Epochs of the first phase (the head, or the whole network from scratch).
         fine_tune_epochs: Epochs of the fine-tuning phase (``fine-tune`` only).
         fine_tune_layers: Top backbone layers to unfreeze; ``None`` uses the backbone's block boundary.
