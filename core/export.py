@@ -55,6 +55,8 @@ def export_bundle(workspace, run_id: str, out_path, *, evaluation=None) -> Path:
     evaluation, dataset, note = _evaluate_for_card(workspace, run_id, predictor, evaluation)
     config = {**(run.get("config") or {}), "image_size": predictor.image_size, "resize": predictor.resize,
               "run_id": run_id, "input": "float32 (N, S, S, 3) raw RGB pixels 0..255"}
+    if run.get("imported_from"):  # where an imported model came from, with its files' hashes
+        config["imported_from"] = run["imported_from"]
     metrics = {
         "run_id": run_id,
         "best_val_accuracy": run.get("best_val_accuracy"),
@@ -271,6 +273,9 @@ def _evaluate_for_card(workspace, run_id, predictor, evaluation):
     from core.evaluation import evaluate_run
 
     dataset = note = None
+    if not predictor.config.get("dataset_id"):
+        return evaluation, None, ("Imported model without a dataset of its own: evaluate it on labelled images "
+                                  f"with `python -m core evaluate {run_id} --dataset DATASET_ID`.")
     try:
         dataset = load_dataset(workspace, predictor.config.get("dataset_id", ""))
         evaluation = evaluation or evaluate_run(workspace, run_id, "val", predictor=predictor)

@@ -115,7 +115,10 @@ def test_imported_run_exports_a_bundle_whose_predict_py_gives_the_same_answers(r
     assert [r["label"] for r in fresh] == [r["label"] for r in app]
     assert np.abs(np.array([[p for _, p in r["top_k"]] for r in fresh])
                   - np.array([[p for _, p in r["top_k"]] for r in app])).max() < 1e-5
-    assert json.loads(zipfile.ZipFile(bundle).read("config.json"))["resize"] == "crop-lanczos"
+    config = json.loads(zipfile.ZipFile(bundle).read("config.json"))
+    assert config["resize"] == "crop-lanczos"
+    assert config["imported_from"]["files"]["keras_model.h5"] == _sha256(KERAS_DIR / "keras_model.h5")
+    assert "--dataset" in zipfile.ZipFile(bundle).read("MODEL_CARD.md").decode()
 
 
 def test_exports_of_an_imported_run_pass_the_parity_check(runs):
