@@ -69,17 +69,19 @@ def as_stored(image: Image.Image, max_side: int = 512) -> Image.Image:
 
 
 def prepare_image(image: Image.Image, image_size: int, resize: str = "squash") -> np.ndarray:
-    """float32 (image_size, image_size, 3), values 0..255; resize is squash, crop or pad (black)."""
+    """float32 (image_size, image_size, 3), values 0..255; resize is squash, crop, pad (black) or crop-lanczos."""
     image = to_rgb(image)
     size = (int(image_size), int(image_size))
     if resize == "squash":
         out = image.resize(size, Image.Resampling.BILINEAR)
     elif resize == "crop":
         out = ImageOps.fit(image, size, Image.Resampling.BILINEAR)
+    elif resize == "crop-lanczos":  # Teachable Machine's preparation
+        out = ImageOps.fit(image, size, Image.Resampling.LANCZOS)
     elif resize == "pad":
         out = ImageOps.pad(image, size, Image.Resampling.BILINEAR, color=PAD_COLOR)
     else:
-        raise ValueError(f"Unknown resize mode {resize!r}; expected squash, crop or pad.")
+        raise ValueError(f"Unknown resize mode {resize!r}; expected squash, crop, pad or crop-lanczos.")
     return np.asarray(out, dtype=np.float32)
 
 

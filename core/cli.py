@@ -17,7 +17,8 @@ import tempfile
 
 from core.errors import StudioError
 
-COMMANDS = ("ingest", "train", "runs", "predict", "evaluate", "export", "worker", "embeddings", "check")
+COMMANDS = ("ingest", "train", "runs", "predict", "evaluate", "export", "worker", "embeddings", "check",
+            "import_model")
 
 
 def _load_commands():

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from core.errors import ConfigError
 
 STRATEGIES = ("feature-extraction", "fine-tune", "from-scratch")
-RESIZE_MODES = ("squash", "crop", "pad")
+RESIZE_MODES = ("squash", "crop", "pad", "crop-lanczos")
 CLASS_WEIGHT_MODES = ("auto", "on", "off")
 DISTRIBUTION_MODES = ("auto", "default", "mirrored")
 HEAD_MODES = ("auto", "linear", "mlp", "keras")
@@ -31,7 +31,7 @@ class TrainConfig:
         backbone: Registry name of the pretrained base (see ``core.backbones``).
         strategy: ``feature-extraction``, ``fine-tune`` or ``from-scratch``.
         image_size: Input side in pixels; ``None`` takes the backbone's default.
-        resize: How images reach the input size: ``squash``, ``crop`` or ``pad``.
+        resize: How images reach the input size: ``squash``, ``crop``, ``pad`` or ``crop-lanczos``.
         head: How the head on frozen features is made: ``auto`` (k-fold cross-validation on the cached
             embeddings picks among linear heads of several L2 strengths and a one-hidden-layer head with dropout
             and weight decay), ``linear`` or ``mlp`` (cross-validation within that family), or ``keras`` (a Keras

@@ -39,3 +39,7 @@ class SpaceError(StudioError):
 
 class LimitError(SpaceError):
     """A space's limit (disk, datasets, runs at once) is reached; the message says what to delete."""
+
+
+class ModelImportError(StudioError, ValueError):
+    """A model file from elsewhere (e.g. a Teachable Machine export) that cannot be imported."""

@@ -206,43 +206,56 @@ def _per_class_metrics(confusion: np.ndarray, classes: tuple[str, ...]) -> list[
 
 
 def evaluate_run(workspace, run_id: str, split: str = "val", *, batch_size: int = 32,
-                 predictor=None) -> EvaluationResult:
-    """Evaluate a finished run's model on one split of its dataset.
+                 predictor=None, dataset_id: str | None = None, class_mapping: dict | None = None) -> EvaluationResult:
+    """Evaluate a finished run's model on one split of its dataset, or of any dataset with the same classes.
 
     Args:
         workspace: the ``Workspace`` holding the run and its dataset.
         run_id: the run to evaluate.
-        split: "val" (default) or "test" (only when the dataset has a test split).
+        split: "val" (default), "test" (only when the dataset has a test split), "train", or "all" (every
+            image; for a dataset the model was not trained on).
         batch_size: images per forward pass.
         predictor: an already loaded ``Predictor`` for this run (saves reloading the model).
+        dataset_id: another dataset to score the run on (default: the run's own); its class names must match
+            the run's, up to case and spacing (see ``core.class_mapping``).
+        class_mapping: dataset class -> model class, when confirmed by a person.
 
     Returns:
         An ``EvaluationResult`` whose records name the absolute image paths.
 
     Raises:
         RunError: unknown run or a run without a model.
-        ConfigError: a split the dataset does not have.
+        ConfigError: a split the dataset does not have, a run without a dataset and none given, or classes
+            that do not match.
         DatasetError: the run's dataset is gone or an image is unreadable.
     """
+    from core.class_mapping import ALL_SPLITS, labelled_images, match_classes
     from core.datasets import load_dataset
     from core.prediction import Predictor
     from core.runs import load_run
 
-    if split not in ("train", "val", "test"):
-        raise ConfigError(f"Unknown split {split!r}; expected 'val' or 'test'.")
+    if split not in ("train", "val", "test", ALL_SPLITS):
+        raise ConfigError(f"Unknown split {split!r}; expected 'val', 'test', 'train' or 'all'.")
     run = load_run(workspace, run_id)
-    dataset = load_dataset(workspace, run["config"]["dataset_id"])
-    if split not in dataset.splits or not dataset.split_entries(split):
+    own = (run.get("config") or {}).get("dataset_id")
+    if not (dataset_id or own):
+        raise ConfigError(f"Run {run_id} has no dataset of its own (it was imported); choose a dataset to evaluate "
+                          "it on (`python -m core evaluate RUN --dataset DATASET_ID`).")
+    dataset = load_dataset(workspace, dataset_id or own)
+    if split != ALL_SPLITS and (split not in dataset.splits or not dataset.split_entries(split)):
         raise ConfigError(
             f"Dataset {dataset.id} has no {split!r} split (it has: {', '.join(dataset.splits)}). "
             "Use --split val, or ingest a zip with a test/ folder to get a test split."
         )
     predictor = predictor or Predictor.from_run(workspace, run_id)
     classes = tuple(run.get("classes") or predictor.classes)
-    _check_same_classes(classes, dataset.classes, run_id, dataset.id)
-    paths = dataset.paths(split)
+    if dataset.id == own and class_mapping is None:
+        _check_same_classes(classes, dataset.classes, run_id, dataset.id)
+    match = match_classes(classes, dataset.classes, mapping=class_mapping, model=f"run {run_id}",
+                          dataset=f"dataset {dataset.id}")
+    paths, labels = labelled_images(dataset, split, match.mapping, classes)
     probabilities = predictor.predict_probabilities(paths, batch_size=batch_size, stored=True)
-    return evaluate_predictions(dataset.label_indices(split), probabilities, predictor.classes,
+    return evaluate_predictions(labels, probabilities, predictor.classes,
                                 files=[str(p) for p in paths], split=split, run_id=run_id)
 
 

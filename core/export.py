@@ -28,6 +28,7 @@ MIN_AGREEMENT = 0.99
 FLOAT_TOLERANCE = 1e-4           # float formats: largest probability difference on any image
 QUANTIZED_MEAN_TOLERANCE = 0.02  # int8 weights: a few images can move by 0.3; the mean difference stays small
 QUANTIZED_FORMATS = ("tflite_dynamic",)
+GENERATED_PARITY_IMAGES = 32
 _PREDICT_SCRIPT = Path(__file__).with_name("bundle_predict.py")
 
 
@@ -58,6 +59,8 @@ def export_bundle(workspace, run_id: str, out_path, *, evaluation=None) -> Path:
     config = {**(run.get("config") or {}), "image_size": predictor.image_size, "resize": predictor.resize,
               "max_side": predictor.max_side,
               "run_id": run_id, "input": "float32 (N, S, S, 3) raw RGB pixels 0..255"}
+    if run.get("imported_from"):  # where an imported model came from, with its files' hashes
+        config["imported_from"] = run["imported_from"]
     metrics = {
         "run_id": run_id,
         "best_val_accuracy": run.get("best_val_accuracy"),
@@ -183,6 +186,8 @@ def check_parity(workspace, run_id: str, formats=PARITY_FORMATS, *, max_images: 
                  batch_size: int = 32) -> dict:
     """Compare exported formats with the in-app Keras model on the validation images.
 
+    A run without a dataset of its own (an imported model) is checked on generated pictures instead.
+
     Args:
         workspace: the ``Workspace`` holding the run and its dataset.
         run_id: the run to check.
@@ -243,11 +248,21 @@ def describe_parity(fmt: str, row: dict) -> str:
 def _validation_paths(workspace, predictor, max_images):
     from core.datasets import load_dataset
 
+    if not predictor.config.get("dataset_id"):  # an imported model has no images of its own: draw some
+        return _generated_images(max_images or GENERATED_PARITY_IMAGES)
     dataset = load_dataset(workspace, predictor.config.get("dataset_id", ""))
     paths = dataset.paths("val") if "val" in dataset.splits else []
     if not paths:
         raise ExportError(f"Dataset {dataset.id} has no validation images; the parity check needs some.")
     return paths[:max_images] if max_images else paths
+
+
+def _generated_images(count: int) -> list:
+    """``count`` generated pictures (the sample dataset's shapes), the same on every call."""
+    from core.sample import SAMPLE_CLASSES, draw_sample_image
+
+    rng = np.random.default_rng(0)
+    return [draw_sample_image(SAMPLE_CLASSES[i % len(SAMPLE_CLASSES)], rng, side=160) for i in range(count)]
 
 
 def _format_runner(fmt: str, workspace, run_id: str, model, folder: Path):
@@ -302,6 +317,9 @@ def _evaluate_for_card(workspace, run_id, predictor, evaluation, split: str = "v
     from core.evaluation import evaluate_run
 
     dataset = note = None
+    if not predictor.config.get("dataset_id"):
+        return evaluation, None, ("Imported model without a dataset of its own: evaluate it on labelled images "
+                                  f"with `python -m core evaluate {run_id} --dataset DATASET_ID`.")
     try:
         dataset = load_dataset(workspace, predictor.config.get("dataset_id", ""))
         if evaluation is None or evaluation.split != split:

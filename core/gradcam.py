@@ -37,7 +37,9 @@ def _head_logits(head, embedding):
         if layer.name == "predictions":
             # A model trained under mixed_float16 (a GPU) hands float16 features to a float32 kernel.
             kernel = tf.convert_to_tensor(layer.kernel)
-            logits = tf.matmul(tf.cast(hidden, kernel.dtype), kernel) + tf.cast(layer.bias, kernel.dtype)
+            logits = tf.matmul(tf.cast(hidden, kernel.dtype), kernel)
+            if layer.bias is not None:  # a Teachable Machine head has no bias on its last layer
+                logits = logits + tf.cast(layer.bias, kernel.dtype)
             return logits, tf.nn.softmax(logits, axis=-1)
         if layer.__class__.__name__ != "InputLayer":
             hidden = layer(hidden, training=False)

@@ -22,7 +22,7 @@ from PIL import Image, ImageChops, ImageOps, ImageStat, UnidentifiedImageError
 from core.archive import IngestLimits, clean_text
 from core.errors import ConfigError, DatasetError, WorkspaceError
 
-RESIZE_MODES = ("squash", "crop", "pad")
+RESIZE_MODES = ("squash", "crop", "pad", "crop-lanczos")
 PAD_COLOR = (0, 0, 0)  # "pad" letterboxes with black, like tf.image.resize_with_pad
 JPEG_QUALITY = 90
 DEFAULT_MAX_SIDE = IngestLimits().max_side
@@ -321,7 +321,8 @@ def prepare_image(image: Image.Image, image_size: int, resize: str = "squash") -
         image: a PIL image in any mode (converted with :func:`to_rgb`).
         image_size: side of the square output.
         resize: ``"squash"`` (stretch to the square), ``"crop"`` (centre crop, keeps the aspect)
-            or ``"pad"`` (fit inside the square, letterboxed with black). Bilinear filtering.
+            or ``"pad"`` (fit inside the square, letterboxed with black), bilinear filtering; or
+            ``"crop-lanczos"``: the centre crop with Lanczos filtering, Teachable Machine's own preparation.
 
     Raises:
         ConfigError: unknown ``resize`` or a non-positive ``image_size``.
@@ -336,6 +337,8 @@ def prepare_image(image: Image.Image, image_size: int, resize: str = "squash") -
         out = image.resize(size, Image.Resampling.BILINEAR)
     elif resize == "crop":
         out = ImageOps.fit(image, size, Image.Resampling.BILINEAR)
+    elif resize == "crop-lanczos":
+        out = ImageOps.fit(image, size, Image.Resampling.LANCZOS)
     else:
         out = ImageOps.pad(image, size, Image.Resampling.BILINEAR, color=PAD_COLOR)
     return np.asarray(out, dtype=np.float32)

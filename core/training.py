@@ -78,6 +78,7 @@ def execute_run(workspace: Workspace, run_id: str, *, on_epoch=None) -> dict:
 
 def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: RunReporter, timings: dict) -> dict:
     from core.backbones import get_backbone
+    from core.continuation import starting_point
     from core.datasets import load_dataset
     from core.distribute import choose_strategy, configure_precision
     from core.images import DEFAULT_MAX_SIDE
@@ -90,12 +91,13 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
     dataset = load_dataset(workspace, config.dataset_id)
     if "val" not in dataset.splits:
         raise ConfigError(f"Dataset {dataset.id} has no validation split; ingest it again with a validation fraction.")
-    spec = get_backbone(config.backbone)
+    start = starting_point(workspace, run_id)  # None unless this run continues an earlier one
+    spec = start.spec if start else get_backbone(config.backbone)
     image_size = config.image_size or spec.default_size
     if image_size not in spec.allowed_sizes:
         raise ConfigError(f"image_size={image_size} is not allowed for {spec.display_name}; use one of "
                           f"{', '.join(map(str, spec.allowed_sizes))}.")
-    weights = resolve_weights(spec, image_size, config.weights)
+    weights = start.weights if start else resolve_weights(spec, image_size, config.weights)
     devices = configure_precision()
     roles = data_roles(dataset, needs_selection=config.needs_selection, seed=config.seed)
     runs.update_run(workspace, run_id, weights=weights.description, weights_fingerprint=weights.fingerprint,
@@ -104,8 +106,9 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
     keras.utils.set_random_seed(config.seed)
     strategy = choose_strategy(config.distribution)
     with strategy.scope():
-        model = build_classifier(spec, image_size=image_size, num_classes=len(dataset.classes), weights=weights,
-                                 dropout=config.dropout, hidden_units=config.hidden_units, seed=config.seed)
+        model = start.load_model(dataset.classes) if start else build_classifier(
+            spec, image_size=image_size, num_classes=len(dataset.classes), weights=weights,
+            dropout=config.dropout, hidden_units=config.hidden_units, seed=config.seed)
     parts = RunParts(workspace=workspace, run_id=run_id, config=config, reporter=reporter, dataset=dataset,
                      spec=spec, image_size=image_size, weights=weights, model=model, strategy=strategy,
                      jit_compile=devices["jit_compile"], timings=timings, roles=roles)

@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from core.datasets import load_dataset
 from core.errors import StudioError
 from ui import evaluate_views as views
+from ui.dataset_match_views import choose_dataset
 from ui.state import get_run_id, get_workspace, set_run_id
 from ui.text import escape_markdown
 
@@ -25,22 +25,23 @@ if run_id != current:
     set_run_id(run_id)
 record = next(r for r in finished if r["run_id"] == run_id)
 
-try:
-    dataset = load_dataset(workspace, record["config"]["dataset_id"])
-except StudioError as exc:
-    st.error(escape_markdown(str(exc)))
-    st.stop()
-splits = [split for split in ("val", "test") if split in dataset.splits and dataset.split_entries(split)]
+choice = choose_dataset(workspace, record, left)
+dataset = choice.dataset
+splits = choice.splits()
 if not splits:
     st.error(f"Dataset {dataset.id} has no validation or test images to evaluate on.")
     st.stop()
-headline_split = (record.get("headline") or {}).get("split")
-if headline_split in splits and st.session_state.get("eval_split_run") != run_id:
-    st.session_state["eval_split"], st.session_state["eval_split_run"] = headline_split, run_id
-split = right.selectbox("Images", splits, format_func=lambda name: views.split_label(name, record), key="eval_split")
+own = dataset.id == record["config"]["dataset_id"]
+honesty = record if own else {}  # a run's split roles say nothing about another dataset's images
+split_key = f"eval_split_{dataset.id}"
+headline_split = (honesty.get("headline") or {}).get("split")
+if headline_split in splits and st.session_state.get("eval_split_run") != (run_id, dataset.id):
+    st.session_state[split_key], st.session_state["eval_split_run"] = headline_split, (run_id, dataset.id)
+split = right.selectbox("Images", splits, format_func=lambda name: views.split_label(name, honesty), key=split_key)
 
 try:
-    result = views.evaluation(workspace, run_id, split)
+    result = views.evaluation(workspace, run_id, split, None if choice.mapping is None else dataset.id,
+                              choice.mapping)
 except StudioError as exc:
     st.error(escape_markdown(str(exc)))
     st.stop()
@@ -49,7 +50,7 @@ cols = st.columns(4)
 low, high = result.accuracy_interval
 cols[0].metric("Accuracy", f"{result.accuracy:.1%}", help=f"95% interval {low:.1%} to {high:.1%} "
                f"({result.num_images} images)")
-st.caption(views.split_caption(split, record, low, high))
+st.caption(views.split_caption(split, honesty, low, high))
 cols[1].metric("Macro F1", f"{result.macro_f1:.3f}")
 cols[2].metric("Images", result.num_images)
 cols[3].metric("Mistakes", sum(not r["correct"] for r in result.records))
@@ -60,7 +61,7 @@ st.dataframe(views.per_class_table(result), hide_index=True, width="stretch")
 left, right = st.columns(2)
 with left:
     event = st.plotly_chart(views.confusion_figure(result), on_select="rerun", selection_mode="points",
-                            key=f"eval_confusion_{run_id}_{split}")
+                            key=f"eval_confusion_{run_id}_{dataset.id}_{split}")
 with right:
     st.plotly_chart(views.threshold_figure(result))
     st.caption("Answers below the threshold would be reported as \"unknown\": coverage is the share still "

@@ -6,6 +6,7 @@ from core import runs
 from core.errors import StudioError
 from ui.charts import curves_figure
 from ui.export_views import render_export_section
+from ui.import_views import render_import_box
 from ui.jobs import get_manager
 from ui.runs_views import runs_table
 from ui.state import get_run_id, get_workspace, set_run_id
@@ -21,8 +22,9 @@ for record in manager.status()[1]:
     st.caption(f"{manager.queue_position(record['run_id'])}. {record['run_id']} (waiting)")
 
 records = runs.list_runs(workspace)
+render_import_box(workspace, expanded=not records)
 if not records:
-    st.info("No runs yet. Train a model on the Train page.")
+    st.info("No runs yet. Train a model on the Train page, or import a Teachable Machine model above.")
     st.stop()
 
 st.dataframe(runs_table(records), hide_index=True, width="stretch")

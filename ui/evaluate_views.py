@@ -16,7 +16,7 @@ from core.prediction import Predictor
 from core.workspace import Workspace
 from ui.text import escape_markdown
 
-SPLIT_NAMES = {"val": "validation", "test": "test"}
+SPLIT_NAMES = {"val": "validation", "test": "test", "all": "dataset", "train": "training"}
 
 
 def split_label(split: str, record: dict) -> str:
@@ -61,14 +61,19 @@ def run_predictor(workspace: Workspace, run_id: str) -> Predictor:
 
 
 @st.cache_data(max_entries=16, show_spinner="Running the model over the images…")
-def _evaluation(root: str, run_id: str, split: str, stamp: float) -> EvaluationResult:
+def _evaluation(root: str, run_id: str, split: str, stamp: float, dataset_id: str | None = None,
+                pairs: tuple = ()) -> EvaluationResult:
     workspace = Workspace.open(root)
-    return evaluate_run(workspace, run_id, split, predictor=_run_predictor(root, run_id, stamp))
+    return evaluate_run(workspace, run_id, split, predictor=_run_predictor(root, run_id, stamp),
+                        dataset_id=dataset_id, class_mapping=dict(pairs) if dataset_id else None)
 
 
-def evaluation(workspace: Workspace, run_id: str, split: str) -> EvaluationResult:
-    """Metrics of a run on a split, computed once per (run, split, model file)."""
-    return _evaluation(str(workspace.root), run_id, split, _model_stamp(workspace, run_id))
+def evaluation(workspace: Workspace, run_id: str, split: str, dataset_id: str | None = None,
+               mapping: dict | None = None) -> EvaluationResult:
+    """Metrics of a run on a split (of its own dataset, or of ``dataset_id`` through ``mapping``), computed once
+    per (run, split, model file, dataset, mapping)."""
+    return _evaluation(str(workspace.root), run_id, split, _model_stamp(workspace, run_id), dataset_id,
+                       tuple(sorted((mapping or {}).items())))
 
 
 def confusion_figure(result: EvaluationResult) -> go.Figure:

@@ -33,6 +33,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--weights", default="imagenet", choices=("imagenet", "none"))
     parser.add_argument("--distribution", default="auto", choices=("auto", "default", "mirrored"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--continue", dest="continue_run", metavar="RUN_ID", default=None,
+                        help="start from this finished run's model (trained here or imported, same classes); "
+                             "its backbone, image size and resize mode are kept")
     parser.add_argument("--workspace", default=None)
     parser.add_argument("--json", action="store_true", help="end with one JSON object")
     parser.set_defaults(run=run)
@@ -60,10 +63,17 @@ def run(args) -> int:
         early_stopping_patience=args.early_stopping_patience, weights=args.weights,
         distribution=args.distribution, seed=args.seed,
     )
-    check_trainable(config)  # a mistyped backbone or missing weights must not leave a failed run behind
-    from core.training import train_model
+    if args.continue_run:
+        from core.continuation import continued_settings, train_continued
 
-    record = train_model(config, workspace, on_epoch=_print_epoch)
+        record = train_continued(workspace, args.continue_run, dataset_id, on_epoch=_print_epoch,
+                                 **continued_settings(config))
+    else:
+        check_trainable(config)  # a mistyped backbone or missing weights must not leave a failed run behind
+        from core.training import train_model
+
+        record = train_model(config, workspace, on_epoch=_print_epoch)
+    before = ((record.get("continued_from") or {}).get("before") or {}).get("accuracy")
     timings = {"ingest_s": round(ingest_s, 3), "features_s": record["timings"].get("features_s", 0.0),
                "train_s": record["timings"].get("train_s", 0.0),
                "features_runtime": record["timings"].get("features_runtime"),
@@ -79,10 +89,13 @@ def run(args) -> int:
                           "epochs_run": record.get("epochs_run"), "timings": timings,
                           "model_path": record.get("model_path"), "weights": record.get("weights"),
                           "headline": record.get("headline"), "cv_estimate": record.get("cv_estimate"),
-                          "roles": record.get("roles"), "head_selection": record.get("head_selection")}))
+                          "roles": record.get("roles"), "head_selection": record.get("head_selection"),
+                          **({"val_accuracy_before": before} if args.continue_run else {})}))
     else:
         from core.roles import format_headline
 
+        if args.continue_run:
+            print(f"continued from {args.continue_run}: val_accuracy before={before}")
         print(f"run {record['run_id']} {record['status']}: accuracy {format_headline(record.get('headline'))} "
               f"model={record.get('model_path')} ({timings['total_s']:.1f} s)")
     return 0

@@ -1,0 +1,147 @@
+"""Continuing a finished run (trained here or imported) on a dataset with the same classes.
+
+``train_continued`` records a new run that starts from the earlier run's saved model instead of a fresh network:
+training calls ``starting_point`` where it would build its model. The starting model's outputs are reordered to
+the dataset's class order (Teachable Machine keeps its own order, datasets sort theirs), its accuracy on the
+dataset's validation images is recorded before training (``continued_from.before``), and the ordinary
+strategies then run on it: ``feature-extraction`` refits the head on cached features of the model's own base
+(keyed by the model file's hash), ``fine-tune`` also unfreezes the top of that base.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from core.backbones import BACKBONES, BackboneSpec
+from core.errors import ConfigError, RunError
+from core.weights import ResolvedWeights
+
+
+@dataclass(frozen=True)
+class StartingPoint:
+    """What training needs to start from an earlier run's model."""
+
+    spec: BackboneSpec
+    image_size: int
+    weights: ResolvedWeights
+    source_run: str
+    model_file: str
+    source_classes: tuple[str, ...]
+    mapping: dict
+
+    def load_model(self, dataset_classes):
+        """The earlier model, its outputs reordered to ``dataset_classes``."""
+        import keras
+
+        model = keras.saving.load_model(self.model_file, safe_mode=True)
+        order = [self.source_classes.index(self.mapping[name]) for name in dataset_classes]
+        predictions = model.get_layer("head").get_layer("predictions")
+        values = predictions.get_weights()
+        predictions.set_weights([values[0][:, order], *(value[order] for value in values[1:])])
+        return model
+
+
+def continue_config(workspace, source_run: str, dataset_id: str, **settings):
+    """A ``TrainConfig`` that continues ``source_run`` on ``dataset_id``, and the record fields saying so.
+
+    Backbone, input size and resize mode come from the earlier run; ``settings`` (strategy, epochs, learning
+    rates, batch size, seed...) are the new run's own.
+
+    Raises:
+        RunError: the earlier run has no saved model.
+        ConfigError: the dataset's classes do not match the run's (up to case and spacing).
+    """
+    from core.class_mapping import match_classes
+    from core.config import TrainConfig
+    from core.datasets import load_dataset
+    from core.runs import load_run, model_path
+
+    if settings.get("strategy") == "from-scratch":
+        raise ConfigError("--strategy from-scratch starts from random weights; it cannot continue a run. Use "
+                          "feature-extraction (refit the head) or fine-tune.")
+    record = load_run(workspace, source_run)
+    if not model_path(workspace, source_run).exists():
+        raise RunError(f"Run {source_run} has no saved model (status: {record.get('status')}); continue a "
+                       "finished run.")
+    dataset = load_dataset(workspace, dataset_id)
+    match = match_classes(record.get("classes") or [], dataset.classes, model=f"run {source_run}",
+                          dataset=f"dataset {dataset.id}")
+    source = record.get("config") or {}
+    config = TrainConfig(dataset_id=dataset.id, backbone=source.get("backbone", "mobilenet_v2"),
+                         image_size=record.get("image_size") or source.get("image_size"),
+                         resize=source.get("resize", "squash"), **settings)
+    return config, {"continued_from": {"run_id": source_run, "class_mapping": match.mapping}}
+
+
+def continued_settings(config) -> dict:
+    """The settings of ``config`` a continued run takes as its own (the rest come from the earlier run)."""
+    inherited = {"dataset_id", "backbone", "image_size", "resize", "weights"}
+    return {key: value for key, value in config.to_dict().items() if key not in inherited}
+
+
+def train_continued(workspace, source_run: str, dataset_id: str, *, on_epoch=None, **settings) -> dict:
+    """Create a run continuing ``source_run`` on ``dataset_id`` and train it here; returns the final record."""
+    from core import runs
+    from core.datasets import load_dataset
+    from core.jobs import process_start_time
+    from core.training import execute_run
+
+    config, fields = continue_config(workspace, source_run, dataset_id, **settings)
+    classes = load_dataset(workspace, config.dataset_id).classes
+    run_id = runs.create_run(workspace, config, classes=classes, status="running", pid=os.getpid(),
+                             pid_started=process_start_time(os.getpid()), **fields)
+    return execute_run(workspace, run_id, on_epoch=on_epoch)
+
+
+def starting_point(workspace, run_id: str) -> StartingPoint | None:
+    """For a run that continues an earlier one: its starting model, and its accuracy before (recorded now).
+
+    Returns None for an ordinary run (training builds a fresh model then).
+    """
+    from core.runs import load_run, model_path, update_run
+
+    record = load_run(workspace, run_id)
+    continued = record.get("continued_from")
+    if not continued:
+        return None
+    source_run = continued["run_id"]
+    source = load_run(workspace, source_run)
+    path = model_path(workspace, source_run)
+    if not path.exists():
+        raise RunError(f"Run {source_run}, which run {run_id} continues, has no saved model any more.")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    weights = ResolvedWeights(None, f"continued from run {source_run} ({source.get('weights')})", f"run-{digest}")
+    start = StartingPoint(spec=_spec_of_run(source), image_size=int(source.get("image_size") or 224),
+                          weights=weights, source_run=source_run, model_file=str(path),
+                          source_classes=tuple(source.get("classes") or ()), mapping=continued["class_mapping"])
+    update_run(workspace, run_id, continued_from={**continued, "before": _accuracy_before(workspace, record)})
+    return start
+
+
+def _spec_of_run(source: dict) -> BackboneSpec:
+    """The registry entry of the earlier run's backbone, or one describing an imported MobileNetV2."""
+    config = source.get("config") or {}
+    name = config.get("backbone", "")
+    if name in BACKBONES:
+        return BACKBONES[name]
+    if config.get("strategy") != "imported":
+        raise ConfigError(f"Run {source.get('run_id')} uses an unknown backbone {name!r}; it cannot be continued.")
+    alpha, size = config.get("alpha", 1.0), int(config.get("image_size") or 224)
+    base = BACKBONES["mobilenet_v2"]
+    return replace(base, name=name, display_name=f"MobileNetV2 (alpha {alpha}, imported)", default_size=size,
+                   allowed_sizes=(size,), weights_pattern="", constructor_kwargs={"alpha": alpha})
+
+
+def _accuracy_before(workspace, record: dict) -> dict:
+    """The earlier model's accuracy on the new run's validation images, as prepared for training."""
+    from core.evaluation import evaluate_run
+
+    continued, dataset_id = record["continued_from"], record["config"]["dataset_id"]
+    result = evaluate_run(workspace, continued["run_id"], "val", dataset_id=dataset_id,
+                          class_mapping=continued["class_mapping"])
+    return {"dataset_id": dataset_id, "split": "val", "accuracy": result.accuracy, "macro_f1": result.macro_f1,
+            "num_images": result.num_images, "mean_confidence": float(np.mean(result.probabilities.max(1)))}
