@@ -7,7 +7,7 @@ import pytest
 
 from core.fast_models import ComposedModel, HeadFunction, fast_model_for_run
 from core.litert import ConvertedStore, convert_model, extractor_key
-from core.models import _build_head
+from core.models import build_head
 
 SIZE = 32
 
@@ -21,7 +21,7 @@ def _classifier():
     x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
     x = keras.layers.Conv2D(8, 3, activation="relu")(x)
     embedding = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    head = _build_head(8, 3, dropout=0.2, hidden_units=5, seed=0)
+    head = build_head(8, 3, dropout=0.2, hidden_units=5, seed=0)
     return keras.Model(inputs, head(embedding))
 
 
@@ -36,7 +36,7 @@ def _run(strategy="feature-extraction", fingerprint="imagenet-test"):
 
 
 def test_numpy_head_matches_the_keras_head_with_hidden_layer_and_dropout():
-    head = _build_head(16, 4, dropout=0.5, hidden_units=7, seed=3)
+    head = build_head(16, 4, dropout=0.5, hidden_units=7, seed=3)
     embeddings = np.random.default_rng(0).normal(size=(10, 16)).astype("float32")
     fast = HeadFunction.from_keras(head)
     np.testing.assert_allclose(fast(embeddings), np.asarray(head(embeddings, training=False)), atol=1e-6)
