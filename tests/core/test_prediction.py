@@ -143,3 +143,15 @@ def test_images_from_zip_skips_junk_and_feeds_predict_images(predictor, tiny, tm
         archive.writestr("notes.txt", "no images")
     with pytest.raises(DatasetError, match="no image files"):
         images_from_zip(tmp_path / "none.zip", tmp_path)
+
+
+def test_an_original_file_and_its_stored_copy_reach_the_model_as_the_same_pixels(tiny, predictor):
+    from core.evaluation import evaluate_run
+
+    entries = tiny.dataset.split_entries("val")
+    originals = [tiny.source / entry.source for entry in entries]
+    assert all(path.suffix == ".png" for path in originals)  # the stored copies are JPEGs: pixels differ
+    from_originals = predictor.predict_probabilities(originals)
+    from_stored = evaluate_run(tiny.workspace, tiny.run_id, "val", predictor=predictor).probabilities
+    assert list(from_originals.argmax(1)) == list(from_stored.argmax(1))
+    np.testing.assert_allclose(from_originals, from_stored, atol=1e-6)
