@@ -13,7 +13,10 @@ Pixels are prepared exactly as Teachable Machine's Keras sample code does it: ``
 
       TFJS_NODE_MODULES=/tmp/tfjs/node_modules .venv/bin/python tests/teachable_reference.py tfjs \\
           ../shared/models/teachable_machine/leaves_tfjs tests/data/teachable/leaves_tfjs_reference.json \\
-          ../shared/data/hymenoptera.zip val/ants/...jpg val/bees/...jpg
+          ../shared/data/hymenoptera.zip $(MEMBERS)
+
+  where MEMBERS are the 26 ``zip_member`` names listed in that file (every 6th validation photo, in name order,
+  without an EXIF orientation).
 """
 
 from __future__ import annotations

@@ -230,6 +230,9 @@ def render_status(run_id: str, record: dict, progress: dict) -> None:
                                                    f"{format_seconds(progress.get('eta'))}")
         else:
             st.progress(0.0, text=f"{label}…")
+    elif status == "done" and record.get("imported_from"):
+        st.success("Imported model, ready: evaluate it on a dataset, use it in Predict, or export it on the Runs "
+                   "page (or continue it: `python -m core train DATASET --continue RUN_ID`).")
     elif status == "done":
         st.success(f"Finished in {format_seconds(record['timings'].get('total_s'))}: accuracy "
                    f"{format_headline(record.get('headline'))}.")

@@ -96,3 +96,31 @@ def test_evaluate_asks_to_confirm_class_pairs_that_differ_in_case_then_scores(ap
     assert not at.exception and not at.error, [e.value for e in at.error]
     metrics = {metric.label: metric.value for metric in at.metric}
     assert metrics["Images"] == "10" and metrics["Accuracy"].endswith("%")
+
+
+def test_the_train_page_shows_an_imported_current_run_without_an_error(app_workspace, imported_workspace,
+                                                                         sample_dataset):
+    at = open_page("train", run=imported_workspace, dataset=sample_dataset.id)
+    assert not at.exception and not at.error
+    assert any("Imported model" in s.value for s in at.success)
+
+
+def test_the_predict_page_answers_with_an_imported_run_as_the_export_s_runtime_does(app_workspace,
+                                                                                   imported_workspace, tmp_path):
+    import json
+    from pathlib import Path
+
+    from tests.teachable_runs import real_photos
+
+    reference = json.loads((Path(__file__).resolve().parents[1] / "data" / "teachable" /
+                            "leaves_tfjs_reference.json").read_text(encoding="utf-8"))
+    photo = real_photos(tmp_path, [reference["images"][0]["zip_member"]])[0]
+    at = open_page("predict", timeout=300, run=imported_workspace)
+    at.file_uploader(key="predict_images").set_value((photo.name, photo.read_bytes(), "image/jpeg")).run()
+    at.toggle(key="predict_gradcam").set_value(True).run(timeout=300)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = next(frame.value for frame in at.dataframe if "answer" in frame.value.columns)
+    expected = reference["probabilities"][0]
+    assert table.loc[0, "label"] == TFJS_CLASSES[expected.index(max(expected))]
+    assert abs(table.loc[0, "probability"] - max(expected)) < 1e-4
+    assert any("crop-lanczos" in c.value for c in at.caption)
