@@ -30,20 +30,27 @@ JPEG_QUALITY = 90
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB: transparency composited on white, 16-bit and float scaled to 0..255."""
+    """8-bit RGB: transparency composited on white, 16-bit, 32-bit and float scaled to 0..255."""
     if image.mode == "RGB":
         return image
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         pixels = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") else max(float(pixels.max()), 255.0)
-        scale = 255.0 / top if top > 255 else 1.0
-        gray = np.clip(pixels * scale, 0, 255).astype(np.uint8)
-        return Image.fromarray(gray).convert("RGB")
+        gray = np.clip(pixels * (255.0 / full_scale(image.mode, pixels)), 0, 255)
+        return Image.fromarray(np.round(gray).astype(np.uint8)).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def full_scale(mode: str, pixels: np.ndarray) -> float:
+    """White for a single-channel image: the smallest usual range (1.0 float, 255, 65,535) holding its peak."""
+    if mode.startswith("I;16"):
+        return 65535.0
+    peak = float(np.max(pixels)) if pixels.size else 0.0
+    ranges = (1.0, 255.0, 65535.0) if mode == "F" else (255.0, 65535.0)
+    return next((top for top in ranges if peak <= top), peak)
 
 
 def load_image(path) -> Image.Image:

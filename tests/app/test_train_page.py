@@ -64,16 +64,19 @@ def test_stop_ends_a_running_job(sample_dataset):
     at = rerun_until(at, lambda at: "Stopped" in _texts(at), timeout=120)
 
 
-def test_a_job_error_is_shown_with_details_and_the_form_keeps_its_values(sample_dataset):
+def test_missing_weights_are_refused_before_a_run_and_the_form_keeps_its_values(sample_dataset):
+    from core import runs
+    from core.workspace import Workspace
+
     at = open_page("train", dataset=sample_dataset.id)
     at.selectbox(key="train_backbone").set_value("efficientnet_b0").run()
     at.selectbox(key="train_image_size").set_value(128)
     at.number_input(key="train_epochs").set_value(7)
     at.run()
-    _start(at)
-    at = rerun_until(at, lambda at: at.error)
+    _start(at)  # no weights file here and no network: refused at once, in the click's own run
     message = " ".join(e.value for e in at.error).replace("\\", "")  # shown with markdown escaped
     assert "efficientnetb0_notop.h5" in message
+    assert runs.list_runs(Workspace.open()) == []  # no failed run left behind
     assert at.number_input(key="train_epochs").value == 7
     assert at.selectbox(key="train_backbone").value == "efficientnet_b0"
 

@@ -62,6 +62,8 @@ def _odd_images(tmp_path):
         "palette.png": Image.fromarray(rng.integers(0, 255, (33, 33, 3), dtype=np.uint8)).convert("P"),
         "gray.png": Image.fromarray(rng.integers(0, 255, (45, 28), dtype=np.uint8), "L"),
         "deep.png": Image.fromarray(rng.integers(0, 65535, (20, 31), dtype=np.uint16)),
+        "float.tiff": Image.fromarray(rng.uniform(0.0, 1.0, (22, 30)).astype(np.float32)),
+        "int32.tiff": Image.fromarray(rng.integers(0, 65535, (24, 26)).astype(np.int32)),
     }
     paths = []
     for name, image in images.items():
