@@ -176,17 +176,37 @@ def _selection_features(parts: RunParts):
 
 
 def fit_head_phase(parts: RunParts) -> Best:
-    """Phase 1 on cached embeddings: a head chosen by cross-validation (or the Keras head when forced)."""
+    """Phase 1 on cached embeddings: a head chosen by cross-validation (or the Keras head when forced).
+
+    When later choices use a holdout of ``train`` (no test split), the chosen head is still fit on every training
+    image, and its cross-validated accuracy is the score a fine-tune phase must beat on the holdout; the phase
+    itself starts from the same head refit without the holdout, so the holdout stays unseen by what it scores.
+    Fine-tuning that never wins thus hands over exactly the feature-extraction model.
+    """
     features = _extract(parts)
-    fit_x = features["train"][parts.roles.fit_index]
-    fit_y = parts.labels("train", parts.roles.fit_index)
     parts.reporter.stage("phase 1", phase_started_epoch=1)
     if parts.config.head == "keras":
-        return _fit_keras_head(parts, fit_x, fit_y)
-    return _fit_chosen_head(parts, fit_x, fit_y)
+        fit_x = features["train"][parts.roles.fit_index]
+        return _fit_keras_head(parts, fit_x, parts.labels("train", parts.roles.fit_index))
+    if parts.roles.selection_split == "train":
+        everything = np.arange(len(features["train"]))
+        best = _fit_chosen_head(parts, everything, score_by_cv=True)
+        _refit_head(parts, parts.roles.fit_index)
+        return best
+    return _fit_chosen_head(parts, parts.roles.fit_index)
 
 
-def _fit_chosen_head(parts: RunParts, fit_x, fit_y) -> Best:
+def _refit_head(parts: RunParts, index) -> None:
+    """Refit the chosen head on the training images at ``index`` only (the start of a fine-tune phase)."""
+    from core.heads import fit_candidate, load_head_weights
+    from core.models import head_of
+
+    fitted = fit_candidate(parts.head_candidate, parts.features["train"][index], parts.labels("train", index),
+                           parts.num_classes, seed=parts.config.seed)
+    load_head_weights(head_of(parts.model), fitted)
+
+
+def _fit_chosen_head(parts: RunParts, index, *, score_by_cv: bool = False) -> Best:
     from core.heads import (
         candidate_from_dict,
         candidates_for,
@@ -197,8 +217,9 @@ def _fit_chosen_head(parts: RunParts, fit_x, fit_y) -> Best:
     from core.models import build_head, replace_head
 
     started = time.perf_counter()
+    fit_x, fit_y = parts.features["train"][index], parts.labels("train", index)
     entries = parts.dataset.split_entries("train")
-    groups = np.asarray([entries[i].sha256 for i in parts.roles.fit_index])
+    groups = np.asarray([entries[i].sha256 for i in index])
     candidates = candidates_for(parts.config.head)
     try:
         results = cross_validate(candidates, fit_x, fit_y, groups, parts.num_classes, seed=parts.config.seed,
@@ -222,6 +243,10 @@ def _fit_chosen_head(parts: RunParts, fit_x, fit_y) -> Best:
               "learning_rate": None, "partial": False, "head": winner.name}
     record.update(_metrics(fitted.predict_proba(fit_x), fit_y))
     sel_x, sel_y = _selection_features(parts)
+    if score_by_cv:  # the holdout is inside the images this head was fit on: its score is the CV estimate
+        record.update(val_accuracy=results[0]["accuracy"], val_loss=None, val_is="cross-validation")
+        parts.reporter.epoch(record)
+        return Best(score=(results[0]["accuracy"], -1e9), weights=parts.model.get_weights(), epoch=1)
     val_x, val_y = (sel_x, sel_y) if sel_x is not None else (parts.features["val"], parts.labels("val"))
     val_metrics = _metrics(fitted.predict_proba(val_x), val_y)
     record.update(val_loss=val_metrics["loss"], val_accuracy=val_metrics["accuracy"])
