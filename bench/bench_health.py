@@ -101,10 +101,11 @@ def label_noise(found, classes, rate: float, seeds: int, planted_sources: set) -
     for seed in range(seeds):
         noisy, truth = flip_labels(labels, candidates, rate, len(classes), seed)
         started = time.perf_counter()
-        ours = precision_recall(find_label_issues(found.embeddings, noisy, len(classes), seed=seed).flagged, truth)
+        shared = out_of_fold_probabilities(found.embeddings, noisy, len(classes), seed=seed)  # the same for both
+        ours = precision_recall(find_label_issues(found.embeddings, noisy, len(classes), seed=seed,
+                                                  out_of_fold=shared).flagged, truth)
         took = time.perf_counter() - started
-        alone = precision_recall(confident_learning(
-            noisy, out_of_fold_probabilities(found.embeddings, noisy, len(classes), seed=seed))[0], truth)
+        alone = precision_recall(confident_learning(noisy, shared)[0], truth)
         totals["ours"].append(ours[:2])
         totals["cl"].append(alone[:2])
         print(f"    {seed:>4}  {len(truth):>7} | {ours[2]:>13} {ours[0]:>9.3f} {ours[1]:>6.3f} | "

@@ -103,7 +103,7 @@ def confident_learning(labels: np.ndarray, probabilities: np.ndarray) -> tuple[n
 
 
 def find_label_issues(embeddings: np.ndarray, labels, num_classes: int | None = None, *, folds: int = FOLDS,
-                      k: int = NEIGHBOURS, seed: int = 0) -> LabelIssues:
+                      k: int = NEIGHBOURS, seed: int = 0, out_of_fold: np.ndarray | None = None) -> LabelIssues:
     """Rank the images whose label is most likely wrong.
 
     Args:
@@ -113,6 +113,7 @@ def find_label_issues(embeddings: np.ndarray, labels, num_classes: int | None = 
         folds: k of the k-fold out-of-fold predictions.
         k: Neighbours looked at.
         seed: Seed of the fold assignment.
+        out_of_fold: Out-of-fold probabilities already computed (:func:`out_of_fold_probabilities`), if any.
 
     Returns:
         A ``LabelIssues``; all-clear when a class has fewer than 2 images (nothing to learn it from).
@@ -123,8 +124,9 @@ def find_label_issues(embeddings: np.ndarray, labels, num_classes: int | None = 
     present = counts[counts > 0]
     if len(present) < 2 or present.min() < 2:
         return _nothing(labels, num_classes)
-    probabilities = 0.5 * (out_of_fold_probabilities(embeddings, labels, num_classes, folds=folds, seed=seed)
-                           + neighbour_probabilities(embeddings, labels, num_classes, k=k))
+    if out_of_fold is None:
+        out_of_fold = out_of_fold_probabilities(embeddings, labels, num_classes, folds=folds, seed=seed)
+    probabilities = 0.5 * (out_of_fold + neighbour_probabilities(embeddings, labels, num_classes, k=k))
     flagged, score = confident_learning(labels, probabilities)
     others = probabilities.copy()
     others[np.arange(len(labels)), labels] = -1.0
