@@ -7,7 +7,7 @@ slightly cropped and colour-shifted copies. It ingests that zip and computes the
 
 - flips a share of the training labels (never a planted copy) to another class, and prints precision and recall of
   the flagged images against the flipped ones, for ours (``core.label_issues``) and for confident learning alone
-  (cleanlab on out-of-fold logistic-regression probabilities of the same embeddings), side by side, over seeds;
+  (cleanlab's default filter on out-of-fold logistic-regression probabilities of the same embeddings), side by side, over seeds;
 - runs the near-duplicate search (``core.near_duplicates``, as the health check does) and prints how many planted
   copies were found as leakage, per kind, and how many groups hold no planted pair (false groups per 1,000 images);
 - prints what the planted pairs measured (hash bits, cosine, thumbnail correlation) against the closest other pairs;
@@ -109,7 +109,7 @@ def label_noise(found, classes, rate: float, seeds: int, planted_sources: set) -
         ours = precision_recall(find_label_issues(found.embeddings, noisy, len(classes), seed=seed,
                                                   out_of_fold=shared).flagged, truth)
         took = time.perf_counter() - started
-        alone = precision_recall(confident_learning(noisy, shared)[0], truth)
+        alone = precision_recall(confident_learning(noisy, shared, filter_by="prune_by_noise_rate")[0], truth)
         totals["ours"].append(ours[:2])
         totals["cl"].append(alone[:2])
         print(f"    {seed:>4}  {len(truth):>7} | {ours[2]:>13} {ours[0]:>9.3f} {ours[1]:>6.3f} | "
