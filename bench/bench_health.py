@@ -7,7 +7,7 @@ slightly cropped and colour-shifted copies. It ingests that zip and computes the
 
 - flips a share of the training labels (never a planted copy) to another class, and prints precision and recall of
   the flagged images against the flipped ones, for ours (``core.label_issues``) and for confident learning alone
-  (cleanlab on out-of-fold logistic-regression probabilities of the same embeddings), side by side, over seeds;
+  (cleanlab's default filter on out-of-fold logistic-regression probabilities of the same embeddings), side by side, over seeds;
 - runs the near-duplicate search (``core.near_duplicates``, as the health check does) and prints how many planted
   copies were found as leakage, per kind, and how many groups hold no planted pair (false groups per 1,000 images);
 - prints what the planted pairs measured (hash bits, cosine, thumbnail correlation) against the closest other pairs;
@@ -46,6 +46,10 @@ def _copy(image, kind: str, rng):
     return ImageEnhance.Color(ImageEnhance.Brightness(image).enhance(1.12)).enhance(0.75)
 
 
+def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+    archive.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data)  # same bytes, same dataset id
+
+
 def planted_zip(dataset, path: Path, per_kind: int, *, with_splits: bool, seed: int = 0) -> list[tuple]:
     """Write the dataset's images (class folders, under split folders when ``with_splits``) plus planted copies."""
     from PIL import Image
@@ -57,7 +61,7 @@ def planted_zip(dataset, path: Path, per_kind: int, *, with_splits: bool, seed: 
     with zipfile.ZipFile(path, "w") as archive:
         for entry in dataset.entries:
             prefix = f"{entry.split}/" if with_splits else ""
-            archive.write(dataset.root / entry.file, f"{prefix}{entry.label}/{Path(entry.source).stem}.jpg")
+            _add(archive, f"{prefix}{entry.label}/{Path(entry.source).stem}.jpg", (dataset.root / entry.file).read_bytes())
         for number, pick in enumerate(picks):
             entry, kind = train[pick], KINDS[number // per_kind]
             with Image.open(dataset.root / entry.file) as image:
@@ -66,7 +70,7 @@ def planted_zip(dataset, path: Path, per_kind: int, *, with_splits: bool, seed: 
             copy.save(buffer, "JPEG", quality=50 if kind == "re-encoded" else 90)
             prefix = "val/" if with_splits else ""
             name = f"{prefix}{entry.label}/zz-copy-{number:03d}.jpg"
-            archive.writestr(name, buffer.getvalue())
+            _add(archive, name, buffer.getvalue())
             original = f"{'train/' if with_splits else ''}{entry.label}/{Path(entry.source).stem}.jpg"
             planted.append((original, name, kind))
     return planted
@@ -101,10 +105,11 @@ def label_noise(found, classes, rate: float, seeds: int, planted_sources: set) -
     for seed in range(seeds):
         noisy, truth = flip_labels(labels, candidates, rate, len(classes), seed)
         started = time.perf_counter()
-        ours = precision_recall(find_label_issues(found.embeddings, noisy, len(classes), seed=seed).flagged, truth)
+        shared = out_of_fold_probabilities(found.embeddings, noisy, len(classes), seed=seed)  # the same for both
+        ours = precision_recall(find_label_issues(found.embeddings, noisy, len(classes), seed=seed,
+                                                  out_of_fold=shared).flagged, truth)
         took = time.perf_counter() - started
-        alone = precision_recall(confident_learning(
-            noisy, out_of_fold_probabilities(found.embeddings, noisy, len(classes), seed=seed))[0], truth)
+        alone = precision_recall(confident_learning(noisy, shared, filter_by="prune_by_noise_rate")[0], truth)
         totals["ours"].append(ours[:2])
         totals["cl"].append(alone[:2])
         print(f"    {seed:>4}  {len(truth):>7} | {ours[2]:>13} {ours[0]:>9.3f} {ours[1]:>6.3f} | "
@@ -190,6 +195,13 @@ def same_split(workspace, dataset, scratch: Path, per_kind: int) -> None:
           f"split (cropped copies are grouped by the health check, not at ingestion)")
 
 
+def _reuse(workspace, name: str, size: int):
+    """A planted dataset of an earlier run in ``--workspace`` (the same seeded copies), so its embeddings are reused."""
+    from core.datasets import list_datasets
+
+    return next((d for d in list_datasets(workspace) if d.name == name and len(d.entries) == size), None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -205,7 +217,8 @@ def main() -> None:
         original = ingest(shared_zip(name), workspace)
         path = scratch / f"{original.id}-planted.zip"
         planted = planted_zip(original, path, per_kind, with_splits=True)
-        dataset = ingest(path, workspace, name=f"{Path(name).stem}-planted")
+        dataset = _reuse(workspace, f"{Path(name).stem}-planted", len(original.entries) + len(planted)) \
+            or ingest(path, workspace, name=f"{Path(name).stem}-planted")
         started = time.perf_counter()
         found = load_embeddings(workspace, dataset, "mobilenet_v2", image_size=224)
         print(f"{Path(name).stem}: {len(dataset.entries)} images ({len(planted)} planted copies in val), "

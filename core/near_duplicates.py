@@ -24,7 +24,9 @@ import numpy as np
 from PIL import Image
 
 THUMB = 24           # side of the gray thumbnails whose correlation decides a candidate pair
-SCALES = (1.0, 0.94, 0.88)  # centre crops tried on each side of a pair, so a small crop still lines up
+# crops (left, top, right, bottom margins) tried on each side of a pair, so a slightly cropped copy still lines up
+BOXES = ((0.0, 0.0, 0.0, 0.0),) + tuple((left, top, margin - left, margin - top) for margin in (0.06, 0.1)
+                                        for left in (0.0, margin / 2, margin) for top in (0.0, margin / 2, margin))
 MIN_CORRELATION = 0.95  # zero-mean correlation of the best-aligned thumbnails
 HASH_SIZE = 8        # 8 x 8 = 64 bits
 HASH_THUMB = 32      # side of the gray thumbnail the DCT runs on
@@ -81,13 +83,12 @@ def hamming_pairs(hashes: np.ndarray, max_bits: int) -> tuple[np.ndarray, np.nda
 
 
 def thumbnails(image: Image.Image) -> np.ndarray:
-    """(len(SCALES), THUMB * THUMB) zero-mean, unit-length gray thumbnails of centre crops of ``image``."""
+    """(len(BOXES), THUMB * THUMB) zero-mean, unit-length gray thumbnails of ``image`` and of crops of it."""
     gray = image.convert("L")
     width, height = gray.size
     rows = []
-    for scale in SCALES:
-        dx, dy = width * (1 - scale) / 2, height * (1 - scale) / 2
-        box = (dx, dy, width - dx, height - dy)
+    for left, top, right, bottom in BOXES:
+        box = (left * width, top * height, width * (1 - right), height * (1 - bottom))
         pixels = np.asarray(gray.resize((THUMB, THUMB), Image.Resampling.BILINEAR, box=box), np.float64).ravel()
         pixels = pixels - pixels.mean()
         rows.append(pixels / max(float(np.linalg.norm(pixels)), 1e-9))
@@ -97,11 +98,11 @@ def thumbnails(image: Image.Image) -> np.ndarray:
 def _best_correlation(thumbs: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Per pair, the highest correlation of one side's full thumbnail with the other's (cropped or not)."""
     best = np.full(len(first), -1.0)
-    for chunk in range(0, len(first), 20000):
-        a, b = thumbs[first[chunk:chunk + 20000]], thumbs[second[chunk:chunk + 20000]]
-        scores = [np.einsum("pd,pd->p", a[:, 0], b[:, k]) for k in range(len(SCALES))]
-        scores += [np.einsum("pd,pd->p", a[:, k], b[:, 0]) for k in range(1, len(SCALES))]
-        best[chunk:chunk + 20000] = np.max(scores, axis=0)
+    for chunk in range(0, len(first), 5000):
+        a, b = thumbs[first[chunk:chunk + 5000]], thumbs[second[chunk:chunk + 5000]]
+        one_way = np.einsum("pd,pkd->pk", a[:, 0], b).max(axis=1)
+        other_way = np.einsum("pkd,pd->pk", a[:, 1:], b[:, 0]).max(axis=1)
+        best[chunk:chunk + 5000] = np.maximum(one_way, other_way)
     return best
 
 

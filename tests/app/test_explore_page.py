@@ -7,6 +7,9 @@ from tests.app.conftest import open_page
 
 
 def test_map_renders_and_relabel_creates_a_current_version(app_workspace, sample_dataset, keras_home):
+    from core.projection import load_embeddings
+
+    load_embeddings(app_workspace, sample_dataset, "mobilenet_v2")  # what the features job leaves in the cache
     at = open_page("explore", timeout=180, dataset=sample_dataset.id)
     next(b for b in at.button if b.label == "Draw the map").click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -27,6 +30,13 @@ def test_map_renders_and_relabel_creates_a_current_version(app_workspace, sample
     assert {e.file: e.label for e in version.entries}[moved] == "squares"
     assert any("Created version" in s.value for s in at.success)
     assert new_id in at.dataframe[-1].value["id"].tolist()
+
+
+def test_without_cached_features_the_page_offers_the_background_job_instead_of_the_map(app_workspace,
+                                                                                      sample_dataset, keras_home):
+    at = open_page("explore", timeout=180, dataset=sample_dataset.id)
+    assert [b for b in at.button if b.label == "Compute the image features"]
+    assert not [b for b in at.button if b.label == "Draw the map"]
 
 
 def test_repeat_run_queues_the_last_runs_settings_on_the_version(app_workspace, sample_dataset):

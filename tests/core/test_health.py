@@ -29,12 +29,11 @@ LEAKS = [{"train/green/green_005.png", "val/green/copy_resized.png"},
 
 
 def picture(colour: str, seed: int, size: int = 64) -> Image.Image:
-    """A square of ``colour`` at a random place on a smooth gray gradient."""
+    """A square of ``colour`` at a random place on random gray blocks (no two pictures alike)."""
     rng = np.random.default_rng(seed)
-    ramp = np.linspace(0, 1, size)
-    angle = rng.uniform(0, np.pi)
-    gradient = np.cos(angle) * ramp[None, :] + np.sin(angle) * ramp[:, None]
-    pixels = np.repeat((90 + 60 * gradient)[..., None], 3, axis=2)
+    blocks = rng.integers(70, 180, size=(4, 4), dtype=np.uint8)
+    gray = np.asarray(Image.fromarray(blocks).resize((size, size), Image.Resampling.NEAREST), dtype=np.float64)
+    pixels = np.repeat(gray[..., None], 3, axis=2)
     x, y = rng.integers(0, size // 2, size=2)
     pixels[y:y + size // 2, x:x + size // 2] = COLOURS[colour]
     pixels += rng.normal(0, 3, size=pixels.shape)
