@@ -31,7 +31,7 @@ def test_a_tiny_run_shows_curves_and_finishes(sample_dataset):
     _configure(at, epochs=3)
     _start(at)
     at = rerun_until(at, lambda at: "Finished" in _texts(at))
-    assert len(at.get("plotly_chart")) >= 2
+    assert len(at.get("vega_lite_chart")) >= 2
     assert "best validation accuracy" in _texts(at)
 
 
@@ -39,7 +39,7 @@ def test_stop_ends_a_running_job(sample_dataset):
     at = open_page("train", dataset=sample_dataset.id)
     _configure(at, epochs=500)
     _start(at)
-    at = rerun_until(at, lambda at: any(b.label == "Stop" for b in at.button) and at.get("plotly_chart"))
+    at = rerun_until(at, lambda at: any(b.label == "Stop" for b in at.button) and at.get("vega_lite_chart"))
     next(b for b in at.button if b.label == "Stop").click()
     at = rerun_until(at, lambda at: "Stopped" in _texts(at), timeout=120)
 
