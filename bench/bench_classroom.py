@@ -172,7 +172,7 @@ def start_run(server: Server, query: str) -> str:
                          early_stopping_patience=0, strategy="feature-extraction")
     run_id = runs.create_run(workspace, config, classes=dataset.classes, status="queued")
     runs.update_run(workspace, run_id, queued_at=time.time(), space=workspace.space)
-    deadline = time.time() + 180
+    deadline = time.time() + 600
     while time.time() < deadline:
         record, progress = runs.load_run(workspace, run_id), runs.load_progress(workspace, run_id)
         if record["status"] == "running" and str(progress.get("stage", "")).startswith("phase"):
@@ -180,7 +180,7 @@ def start_run(server: Server, query: str) -> str:
         if record["status"] in runs.FINAL_STATUSES:
             raise SystemExit(f"error: the bench run ended early: {record.get('error')}")
         time.sleep(0.5)
-    raise SystemExit("error: the bench run did not start training within 180 s")
+    raise SystemExit("error: the bench run did not start training within 600 s")
 
 
 def update_gaps(tabs: list, since_ms: float, key: str) -> tuple[float, float, int]:
