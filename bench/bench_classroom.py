@@ -37,15 +37,25 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--
                  "--disable-backgrounding-occluded-windows"]
 TICKS = os.sysconf("SC_CLK_TCK")
 WATCH_JS = """
-window.__ts = {progress: [], chart: [], lastProgress: null, lastChart: null};
+window.__ts = {progress: [], chart: [], lastProgress: null, lastChart: null, sent: 0};
+const send = WebSocket.prototype.send;  // every rerun request is one message the browser sends the server
+WebSocket.prototype.send = function (data) { window.__ts.sent += 1; return send.call(this, data); };
 new MutationObserver(() => {
   const bar = document.querySelector('[data-testid="stProgress"]');
   const text = bar ? bar.innerText : null;
   if (text !== window.__ts.lastProgress) { window.__ts.lastProgress = text; window.__ts.progress.push(Date.now()); }
   const plot = document.querySelector('.js-plotly-plot');
-  const points = plot && plot.data ? plot.data.map(t => (t.x || []).length).join(',') : null;
-  if (points !== window.__ts.lastChart) { window.__ts.lastChart = points; window.__ts.chart.push(Date.now()); }
+  if (plot && plot.data) {  // plotly (the live view before): the number of points drawn
+    const points = plot.data.map(t => (t.x || []).length).join(',');
+    if (points !== window.__ts.lastChart) { window.__ts.lastChart = points; window.__ts.chart.push(Date.now()); }
+  }
 }).observe(document, {subtree: true, childList: true, characterData: true});
+new MutationObserver((mutations) => {  // vega-lite (the live view now): a chart whose drawing changed
+  if (mutations.some(m => m.target.closest && m.target.closest('[data-testid="stVegaLiteChart"]'))) {
+    const now = Date.now(), last = window.__ts.chart[window.__ts.chart.length - 1] || 0;
+    if (now - last > 200) window.__ts.chart.push(now);
+  }
+}).observe(document, {subtree: true, childList: true, attributes: true});
 """
 
 
@@ -120,8 +130,6 @@ def open_tab(browser, url: str, timeout_s: float = 90):
     context = browser.new_context(viewport={"width": 1300, "height": 900})
     context.add_init_script(WATCH_JS)
     page = context.new_page()
-    frames = {"sent": 0}
-    page.on("websocket", lambda ws: ws.on("framesent", lambda _: frames.__setitem__("sent", frames["sent"] + 1)))
     began = time.perf_counter()
     try:
         page.goto(url, timeout=timeout_s * 1000)
@@ -131,17 +139,20 @@ def open_tab(browser, url: str, timeout_s: float = 90):
         waited = time.perf_counter() - began
     except Exception:  # a page that never came: reported as such
         waited = None
-    page.frames_sent = frames
     return page, waited
 
 
+def sent_messages(tabs: list) -> int:
+    return sum(tab.evaluate("window.__ts.sent") for tab in tabs)
+
+
 def measure(server: Server, tabs: list, seconds: float) -> dict:
-    sent_before = sum(tab.frames_sent["sent"] for tab in tabs)
+    sent_before = sent_messages(tabs)
     cpu_before, began = cpu_seconds(server.process.pid), time.perf_counter()
     time.sleep(seconds)
     elapsed = time.perf_counter() - began
     cpu = (cpu_seconds(server.process.pid) - cpu_before) / elapsed * 100
-    sent = sum(tab.frames_sent["sent"] for tab in tabs) - sent_before
+    sent = sent_messages(tabs) - sent_before
     return {"cpu": cpu, "rss": rss_mb(server.process.pid), "frames_per_tab_min": sent / max(len(tabs), 1) / elapsed * 60}
 
 
@@ -161,7 +172,7 @@ def start_run(server: Server, query: str) -> str:
                          early_stopping_patience=0, strategy="feature-extraction")
     run_id = runs.create_run(workspace, config, classes=dataset.classes, status="queued")
     runs.update_run(workspace, run_id, queued_at=time.time(), space=workspace.space)
-    deadline = time.time() + 180
+    deadline = time.time() + 600
     while time.time() < deadline:
         record, progress = runs.load_run(workspace, run_id), runs.load_progress(workspace, run_id)
         if record["status"] == "running" and str(progress.get("stage", "")).startswith("phase"):
@@ -169,7 +180,7 @@ def start_run(server: Server, query: str) -> str:
         if record["status"] in runs.FINAL_STATUSES:
             raise SystemExit(f"error: the bench run ended early: {record.get('error')}")
         time.sleep(0.5)
-    raise SystemExit("error: the bench run did not start training within 180 s")
+    raise SystemExit("error: the bench run did not start training within 600 s")
 
 
 def update_gaps(tabs: list, since_ms: float, key: str) -> tuple[float, float, int]:

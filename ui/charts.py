@@ -34,3 +34,29 @@ def curves_figure(histories: dict[str, list[dict]], metric: str, height: int = 3
     if metric == "accuracy":
         figure.update_yaxes(range=[0, 1.02])
     return figure
+
+
+def live_curves_spec(history: list[dict], metric: str, height: int = 320) -> dict:
+    """A Vega-Lite spec (data inline) of one run's train and validation ``metric`` per epoch.
+
+    The live view of a training run redraws every second in every tab watching it; a plain spec
+    costs a JSON dump to send, where a plotly figure is rebuilt and validated on every redraw.
+    """
+    values = [{"epoch": record["epoch"], "series": name, "value": record[key]}
+              for record in history
+              for key, name in ((metric, "train"), (f"val_{metric}", "validation")) if record.get(key) is not None]
+    y = {"field": "value", "type": "quantitative", "title": metric}
+    if metric == "accuracy":
+        y["scale"] = {"domain": [0, 1.02]}
+    layers = [{"mark": {"type": "line", "point": True},
+               "encoding": {"x": {"field": "epoch", "type": "quantitative"}, "y": y,
+                            "color": {"field": "series", "type": "nominal", "title": None,
+                                      "legend": {"orient": "bottom"}},
+                            "strokeDash": {"field": "series", "type": "nominal", "legend": None,
+                                           "scale": {"domain": ["validation", "train"], "range": [[1, 0], [2, 2]]}}}}]
+    boundary = next((record["epoch"] for record in history if record.get("phase") == 2), None)
+    if boundary is not None:
+        layers.append({"data": {"values": [{"epoch": boundary - 0.5}]}, "mark": {"type": "rule", "strokeDash": [4, 4],
+                       "color": "gray"}, "encoding": {"x": {"field": "epoch", "type": "quantitative"}}})
+    return {"title": METRIC_TITLES.get(metric, metric), "height": height, "data": {"values": values},
+            "layer": layers}

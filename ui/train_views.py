@@ -13,7 +13,7 @@ from core.config import HEAD_MODES, PRESETS, STRATEGIES
 from core.roles import format_headline
 from core.speed import RUNTIME_NAMES, expected_speed
 from core.weights import weights_available
-from ui.charts import curves_figure
+from ui.charts import live_curves_spec
 from ui.jobs import format_seconds, get_manager, snapshot
 from ui.state import get_workspace
 from ui.text import escape_markdown
@@ -167,8 +167,7 @@ def _live_entry(run_id: str) -> dict:
         history = snap["history"]
         same_history = entry is not None and entry["stamp"][2] == stamp[2] and entry.get("figures")
         figures = entry["figures"] if same_history else (
-            (curves_figure({run_id: history}, "loss"), curves_figure({run_id: history}, "accuracy"))
-            if history else None)
+            (live_curves_spec(history, "loss"), live_curves_spec(history, "accuracy")) if history else None)
         entry = {"stamp": stamp, "record": snap["record"], "progress": snap["progress"], "figures": figures}
         st.session_state[LIVE_READS] = st.session_state.get(LIVE_READS, 0) + 1
     cache[run_id] = entry
@@ -189,8 +188,8 @@ def _live_view(run_id: str) -> None:
     render_status(run_id, record, entry["progress"])
     if entry["figures"]:
         left, right = st.columns(2)
-        left.plotly_chart(entry["figures"][0], key=f"loss_{run_id}")
-        right.plotly_chart(entry["figures"][1], key=f"acc_{run_id}")
+        left.vega_lite_chart(entry["figures"][0], key=f"loss_{run_id}")
+        right.vega_lite_chart(entry["figures"][1], key=f"acc_{run_id}")
 
 
 def render_honesty(record: dict) -> None:

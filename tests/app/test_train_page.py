@@ -32,7 +32,7 @@ def test_a_tiny_run_shows_curves_and_finishes(sample_dataset):
     _configure(at, epochs=3, head="auto")
     _start(at)
     at = rerun_until(at, lambda at: "Finished" in _texts(at))
-    assert len(at.get("plotly_chart")) >= 2
+    assert len(at.get("vega_lite_chart")) >= 2
     assert "on val (" in _texts(at) and "95% CI" in _texts(at)
     assert any("Head chosen by" in m.value for m in at.markdown)
     candidates = next(d.value for d in at.dataframe if "accuracy" in d.value.columns and "std" in d.value.columns)
@@ -59,7 +59,7 @@ def test_stop_ends_a_running_job(sample_dataset):
     at = open_page("train", dataset=sample_dataset.id)
     _configure(at, epochs=500)
     _start(at)
-    at = rerun_until(at, lambda at: any(b.label == "Stop" for b in at.button) and at.get("plotly_chart"))
+    at = rerun_until(at, lambda at: any(b.label == "Stop" for b in at.button) and at.get("vega_lite_chart"))
     next(b for b in at.button if b.label == "Stop").click()
     at = rerun_until(at, lambda at: "Stopped" in _texts(at), timeout=120)
 
