@@ -35,7 +35,7 @@ def test_a_tiny_run_shows_curves_and_finishes(sample_dataset):
     assert "best validation accuracy" in _texts(at)
     captions = " | ".join(c.value for c in at.caption)
     assert "Image features: Keras (TensorFlow)" in captions  # which runtime computed them, and why
-    at.run()
+    at.run(timeout=300)
     captions = " | ".join(c.value for c in at.caption)
     assert "Estimated time: about" in captions and "images/s with Keras (TensorFlow)" in captions
 
