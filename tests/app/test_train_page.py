@@ -39,7 +39,7 @@ def test_a_tiny_run_shows_curves_and_finishes(sample_dataset):
     assert {"linear C=0.1", "mlp 256, dropout 0.5"} <= set(candidates["name"])
     captions = " | ".join(c.value for c in at.caption)
     assert "Image features: Keras (TensorFlow)" in captions  # which runtime computed them, and why
-    at.run()
+    at.run(timeout=300)
     captions = " | ".join(c.value for c in at.caption)
     assert "Estimated time: about" in captions and "images/s with Keras (TensorFlow)" in captions
 
