@@ -27,4 +27,4 @@ def check_trainable(config: TrainConfig):
     if image_size not in spec.allowed_sizes:
         raise ConfigError(f"image_size={image_size} is not allowed for {spec.display_name}; use one of "
                           f"{', '.join(map(str, spec.allowed_sizes))}.")
-    return resolve_weights(spec, image_size, config.weights)
+    return resolve_weights(spec, image_size, getattr(config, "weights", "imagenet"))  # health jobs: ImageNet
