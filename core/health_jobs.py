@@ -40,9 +40,8 @@ class HealthConfig:
         return cls(**{key: value for key, value in data.items() if key in known})
 
 
-def submit_health_check(manager, config: HealthConfig, workspace=None) -> str:
-    """Queue a health job on ``manager`` (a ``core.jobs.JobManager``) in ``workspace`` (a space; default the
-    manager's); returns its id.
+def submit_health_check(manager, config: HealthConfig) -> str:
+    """Queue a health job on ``manager`` (a ``core.jobs.JobManager``); returns its id.
 
     Raises:
         DatasetError: no such dataset. ConfigError: unknown backbone or size. WeightsError: weights missing.
@@ -52,7 +51,7 @@ def submit_health_check(manager, config: HealthConfig, workspace=None) -> str:
 
     spec = get_backbone(config.backbone)
     require_weights(spec, int(config.image_size or spec.default_size))
-    return manager.submit(config, workspace)
+    return manager.submit(config)
 
 
 def execute_health_job(workspace: Workspace, job_id: str) -> dict:

@@ -9,7 +9,7 @@ from core.errors import StudioError
 from core.health_jobs import HealthConfig, family_report, latest_health_job, submit_health_check
 from core.versions import create_version
 from ui.jobs import format_seconds, get_manager, snapshot
-from ui.state import get_workspace, set_dataset_id
+from ui.state import set_dataset_id
 from ui.text import escape_markdown
 
 ACTIVE = ("queued", "running")
@@ -26,7 +26,7 @@ def start_button(dataset: Dataset, label: str, *, key: str, backbone: str = "mob
     if not st.button(label, key=key):
         return
     try:
-        submit_health_check(get_manager(), HealthConfig(dataset.id, backbone, image_size), get_workspace())
+        submit_health_check(get_manager(), HealthConfig(dataset.id, backbone, image_size))
     except StudioError as exc:
         st.error(escape_markdown(exc))
         return
