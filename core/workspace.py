@@ -44,7 +44,10 @@ class Workspace:
     def open(cls, root: str | os.PathLike | None = None) -> Workspace:
         """Open (and create if needed) the workspace at ``root`` or the default one."""
         path = Path(root).expanduser().resolve() if root else default_workspace_root()
-        space = read_json(path / SPACE_FILE)
+        try:
+            space = read_json(path / SPACE_FILE)
+        except OSError:  # a file where the folder should be: reported below, when the folders cannot be made
+            space = None
         workspace = cls(path, space["key"], path.parents[1] / "features") if space else cls(path)
         try:
             for folder in (workspace.datasets_dir, workspace.runs_dir,
