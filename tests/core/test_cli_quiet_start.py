@@ -27,5 +27,6 @@ def test_predict_with_a_bare_keras_file_prints_one_warning_and_no_tensorflow_noi
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(image + ": class_")
     lines = done.stderr.splitlines()
-    assert len(lines) == 1, lines  # no "cuInit", "cuda drivers" or absl lines
+    assert len(lines) == 2, lines  # the labels warning, the runtime; no "cuInit", "cuda drivers" or absl lines
     assert lines[0].startswith("warning: No labels.json beside ") and "class_0 to class_2" in lines[0]
+    assert lines[1].startswith("runtime: ")
