@@ -60,7 +60,8 @@ def test_a_server_dying_mid_run_leaves_the_run_interrupted(workspace, tmp_path):
         manager = JobManager(Workspace.open({str(workspace.root)!r}))
         manager.start()
         run_id = manager.submit(TrainConfig(dataset_id={dataset.id!r}, image_size=96, weights="none",
-                                            epochs=1000, batch_size=8, early_stopping_patience=0))
+                                            epochs=1000, batch_size=8, early_stopping_patience=0,
+                                            head="keras"))
         print(run_id, flush=True)
         time.sleep(600)
     """)

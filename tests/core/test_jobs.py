@@ -32,7 +32,7 @@ def _config(dataset, **overrides):
 
     values = {"dataset_id": dataset.id, "image_size": min(get_backbone("mobilenet_v2").allowed_sizes),
               "weights": "none", "strategy": "feature-extraction", "epochs": 1, "batch_size": 8,
-              "early_stopping_patience": 0}
+              "early_stopping_patience": 0, "head": "keras"}  # a Keras head: epochs=1000 makes a long run
     values.update(overrides)
     return TrainConfig(**values)
 
