@@ -152,9 +152,9 @@ def predict(paths, top_k: int = 3, folder: Path = HERE, batch_size: int = 32, ru
     results = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
-        max_side = int(config.get("max_side") or 512)
-        batch = np.stack([prepare_image(as_stored(load_image(p), max_side), config["image_size"],
-                                        config.get("resize", "squash")) for p in chunk])
+        max_side = config.get("max_side")  # null for a model trained elsewhere: it saw the originals
+        batch = np.stack([prepare_image(as_stored(load_image(p), int(max_side)) if max_side else load_image(p),
+                                        config["image_size"], config.get("resize", "squash")) for p in chunk])
         probabilities = model(batch)
         for path, probs in zip(chunk, probabilities, strict=True):
             order = np.argsort(-probs, kind="stable")[:max(1, top_k)]

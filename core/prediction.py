@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ConfigError, ExportError, StudioError
-from core.images import DEFAULT_MAX_SIDE
 
 UNKNOWN_LABEL = "unknown"
 MODEL_MEMBER = "model.keras"
@@ -53,7 +52,9 @@ class Predictor:
         self.resize = resize or "squash"
         self.source = source
         self.config = dict(config or {})
-        self.max_side = int(self.config.get("max_side") or DEFAULT_MAX_SIDE)
+        # Runs trained here record the cap of their stored copies; a model trained elsewhere (imported) saw
+        # originals, so it gets none.
+        self.max_side = self.config.get("max_side")
         self.warnings: list[str] = []
         outputs = int(model.output_shape[-1])
         if outputs != len(self.classes):
@@ -147,8 +148,8 @@ class Predictor:
 
         # A PIL image (camera frame, already decoded) skips decoding; prepare_image converts its mode.
         rgb = image if isinstance(image, Image.Image) else load_rgb_image(image)
-        if not stored:
-            rgb = as_stored(rgb, self.max_side)
+        if not stored and self.max_side:
+            rgb = as_stored(rgb, int(self.max_side))
         return prepare_image(rgb, self.image_size, self.resize)
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:

@@ -51,7 +51,8 @@ def make_tiny_run(root: Path) -> TinyRun:
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
     model.fit(x, y, epochs=30, batch_size=16, verbose=0)
     model.save(runs.model_path(workspace, run_id))
-    runs.update_run(workspace, run_id, status="done", epochs_run=30, best_val_accuracy=None)
+    runs.update_run(workspace, run_id, status="done", epochs_run=30, best_val_accuracy=None,
+                    max_side=dataset.summary.get("max_side"))  # trained here, on the stored copies
     return TinyRun(workspace, run_id, dataset, root / "tiny-source")
 
 
