@@ -37,8 +37,9 @@ def test_walk_from_sample_data_to_exported_model(server, page, tmp_path):
     screenshot(page, "2-train-settings")
     page.get_by_role("button", name="Start training").click()
     page.get_by_text(re.compile("Finished in .*: accuracy")).wait_for(timeout=TRAIN_TIMEOUT_MS)
-    page.locator(".stPlotlyChart").first.wait_for()
-    assert page.locator(".stPlotlyChart").count() >= 2
+    charts = page.locator(".stVegaLiteChart, [data-testid='stVegaLiteChart'], .stPlotlyChart")  # live curves
+    charts.first.wait_for()
+    assert charts.count() >= 2
     screenshot(page, "3-train-finished")
 
     page.get_by_role("button", name="Open in Evaluate").click()
