@@ -39,8 +39,13 @@ def active_job(workspace, dataset: Dataset) -> dict | None:
     return record if record and record.get("status") in ACTIVE else None
 
 
-@st.fragment(run_every=1.0)
 def live_job(job_id: str) -> None:
+    """Progress and Stop of one active health job, polled every second (made a fragment only when called, so
+    no page registers a poller while nothing runs, as the live run view does)."""
+    st.fragment(_live_job, run_every=1.0)(job_id)
+
+
+def _live_job(job_id: str) -> None:
     """Progress and Stop of one health job, from its snapshot; the whole page reruns once it ends."""
     snap = snapshot(job_id)
     if snap is None:
