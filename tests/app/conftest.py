@@ -72,3 +72,18 @@ def rerun_until(at: AppTest, condition, timeout: float = 300, interval: float = 
             return at
         time.sleep(interval)
     raise AssertionError(f"condition not met in {timeout} s; page shows: {[m.value for m in at.markdown]}")
+
+
+@pytest.fixture
+def through_app_py(monkeypatch):
+    """Every run goes through app.py (the door, the sidebar), as with ``scripts/serve.py``: AppTest would
+    otherwise run a switched-to page file alone, taking ``pages/`` for Streamlit's legacy multipage folder."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)

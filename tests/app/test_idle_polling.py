@@ -19,20 +19,7 @@ from core.workspace import atomic_write_json
 from tests.app.conftest import APP
 from ui.train_views import LIVE_READS
 
-
-@pytest.fixture(autouse=True)
-def through_app_py(monkeypatch):
-    """Every run goes through app.py (the door, the sidebar), as with ``scripts/serve.py``: AppTest would
-    otherwise run a switched-to page file alone, taking ``pages/`` for Streamlit's legacy multipage folder."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+pytestmark = pytest.mark.usefixtures("through_app_py")
 
 
 @pytest.fixture
