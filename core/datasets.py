@@ -84,6 +84,12 @@ class Dataset:
         """Absolute paths of the normalized copies of one split."""
         return [self.root / entry.file for entry in self.split_entries(split)]
 
+    def content_groups(self, *splits: str) -> list[str]:
+        """A group key per image of the splits (in order), shared by identical and near-identical images as the
+        split assignment groups them, so folds and holdouts never put the same picture on both sides."""
+        entries = [entry for split in splits for entry in self.split_entries(split)]
+        return near_duplicate_keys([{"phash": e.phash, "sha256": e.sha256} for e in entries])
+
     def label_indices(self, split: str) -> np.ndarray:
         """int32 class indices (into ``classes``) of one split, aligned with :meth:`paths`."""
         index = {name: i for i, name in enumerate(self.classes)}

@@ -218,8 +218,7 @@ def _fit_chosen_head(parts: RunParts, index, *, score_by_cv: bool = False) -> Be
 
     started = time.perf_counter()
     fit_x, fit_y = parts.features["train"][index], parts.labels("train", index)
-    entries = parts.dataset.split_entries("train")
-    groups = np.asarray([entries[i].sha256 for i in index])
+    groups = np.asarray(parts.dataset.content_groups("train"))[index]
     candidates = candidates_for(parts.config.head)
     try:
         results = cross_validate(candidates, fit_x, fit_y, groups, parts.num_classes, seed=parts.config.seed,
@@ -350,7 +349,7 @@ def _cross_validated_estimate(parts: RunParts) -> dict | None:
     splits = list(parts.dataset.splits)
     x = np.concatenate([parts.features[s] for s in splits])
     y = np.concatenate([parts.labels(s) for s in splits])
-    groups = np.asarray([e.sha256 for s in splits for e in parts.dataset.split_entries(s)])
+    groups = np.asarray(parts.dataset.content_groups(*splits))
     probabilities = np.zeros((len(y), parts.num_classes))
     folds = fold_indices(y, groups, seed=parts.config.seed)
     for train_index, test_index in folds:

@@ -66,7 +66,7 @@ def data_roles(dataset, *, needs_selection: bool, seed: int = 0) -> DataRoles:
         return DataRoles("val", everything, "", np.arange(0))
     entries = dataset.split_entries("train")
     labels = [entry.label for entry in entries]
-    holdout = np.asarray(holdout_indices(labels, [entry.sha256 for entry in entries], HOLDOUT_FRACTION, seed),
+    holdout = np.asarray(holdout_indices(labels, dataset.content_groups("train"), HOLDOUT_FRACTION, seed),
                          dtype=np.int64)
     fit = np.setdiff1d(everything, holdout)
     return DataRoles("val", fit, "train", holdout)

@@ -176,3 +176,32 @@ def test_eta_covers_every_epoch_validation_and_the_stages_after(tmp_path):
     callback.on_train_batch_end(0)
     # 9 batches + 2 s validation left in epoch 3, then 2 epochs of 12 s, then 5 s of later stages.
     assert reporter.progress["eta"] == pytest.approx(9 + 2 + 24 + 5)
+
+
+def test_folds_and_the_holdout_keep_near_identical_images_together(workspace, tmp_path):
+    from PIL import Image
+
+    from core.datasets import ingest
+    from core.heads import fold_indices
+    from core.roles import data_roles
+    from tests.factories import make_class_folders
+
+    folder = make_class_folders(tmp_path / "src", per_class=12, size=64)
+    for name in ("red", "green", "blue"):  # the same pictures again, re-encoded: other bytes, same content
+        for index in range(4):
+            Image.open(folder / name / f"{name}_{index:03d}.png").convert("RGB").save(
+                folder / name / f"copy_{index}.jpg", quality=70)
+    dataset = ingest(folder, workspace, val_fraction=0.3, seed=0)
+    entries = dataset.split_entries("train")
+    groups = dataset.content_groups("train")
+    by_sha = {entry.sha256 for entry in entries}
+    assert len(set(groups)) < len(by_sha), "re-encoded copies should share a group with their originals"
+    labels = dataset.label_indices("train")
+    for _, test_index in fold_indices(labels, groups, folds=3):
+        inside = {groups[i] for i in test_index}
+        outside = {groups[i] for i in range(len(groups)) if i not in set(test_index.tolist())}
+        assert not inside & outside
+    roles = data_roles(dataset, needs_selection=True)
+    held = {groups[i] for i in roles.selection_index}
+    fit = {groups[i] for i in roles.fit_index}
+    assert held and not held & fit
