@@ -179,9 +179,10 @@ def fit_head_phase(parts: RunParts) -> Best:
     """Phase 1 on cached embeddings: a head chosen by cross-validation (or the Keras head when forced).
 
     When later choices use a holdout of ``train`` (no test split), the chosen head is still fit on every training
-    image, and its cross-validated accuracy is the score a fine-tune phase must beat on the holdout; the phase
-    itself starts from the same head refit without the holdout, so the holdout stays unseen by what it scores.
-    Fine-tuning that never wins thus hands over exactly the feature-extraction model.
+    image (the model handed over when fine-tuning does not win); the fine-tune phase starts from the same head
+    refit without the holdout, and must get more holdout images right than that refit head does. Either way a
+    fine-tune phase replaces the feature-extraction model only by more correct selection images, never by a lower
+    loss alone, so fine-tuning that never wins hands over exactly the feature-extraction model.
     """
     features = _extract(parts)
     parts.reporter.stage("phase 1", phase_started_epoch=1)
@@ -191,19 +192,24 @@ def fit_head_phase(parts: RunParts) -> Best:
     if parts.roles.selection_split == "train":
         everything = np.arange(len(features["train"]))
         best = _fit_chosen_head(parts, everything, score_by_cv=True)
-        _refit_head(parts, parts.roles.fit_index)
-        return best
+        holdout_accuracy = _refit_head(parts, parts.roles.fit_index)
+        # A fine-tune phase must beat the same head on the same holdout, by more images, not by a lower loss:
+        # a tie hands over the feature-extraction model, the simpler one (the second 0.0 is no loss at all).
+        return Best(score=(holdout_accuracy, 0.0), weights=best.weights, epoch=best.epoch)
     return _fit_chosen_head(parts, parts.roles.fit_index)
 
 
-def _refit_head(parts: RunParts, index) -> None:
-    """Refit the chosen head on the training images at ``index`` only (the start of a fine-tune phase)."""
+def _refit_head(parts: RunParts, index) -> float:
+    """Refit the chosen head on the training images at ``index`` only (the start of a fine-tune phase);
+    returns its accuracy on the selection holdout, which it has not seen."""
     from core.heads import fit_candidate, load_head_weights
     from core.models import head_of
 
     fitted = fit_candidate(parts.head_candidate, parts.features["train"][index], parts.labels("train", index),
                            parts.num_classes, seed=parts.config.seed)
     load_head_weights(head_of(parts.model), fitted)
+    sel_x, sel_y = _selection_features(parts)
+    return _metrics(fitted.predict_proba(sel_x), sel_y)["accuracy"]
 
 
 def _fit_chosen_head(parts: RunParts, index, *, score_by_cv: bool = False) -> Best:
@@ -250,7 +256,7 @@ def _fit_chosen_head(parts: RunParts, index, *, score_by_cv: bool = False) -> Be
     val_metrics = _metrics(fitted.predict_proba(val_x), val_y)
     record.update(val_loss=val_metrics["loss"], val_accuracy=val_metrics["accuracy"])
     parts.reporter.epoch(record)
-    score = (val_metrics["accuracy"], -val_metrics["loss"]) if sel_x is not None else None
+    score = (val_metrics["accuracy"], 0.0) if sel_x is not None else None  # beaten by more images only
     return Best(score=score, weights=parts.model.get_weights(), epoch=1)
 
 

@@ -205,3 +205,18 @@ def test_folds_and_the_holdout_keep_near_identical_images_together(workspace, tm
     held = {groups[i] for i in roles.selection_index}
     fit = {groups[i] for i in roles.fit_index}
     assert held and not held & fit
+
+
+def test_fine_tuning_replaces_the_feature_extraction_model_only_by_more_correct_images():
+    import keras
+
+    from core.progress import Best, BestWeights
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    kept = [w.copy() for w in model.get_weights()]
+    callback = BestWeights(Best(score=(0.9, 0.0), weights=kept, epoch=1), target=model)
+    callback.set_model(model)
+    callback.on_epoch_end(1, {"val_accuracy": 0.9, "val_loss": 0.01})  # same images right, more confident
+    assert callback.best.epoch == 1
+    callback.on_epoch_end(2, {"val_accuracy": 0.95, "val_loss": 0.5})  # more images right
+    assert callback.best.epoch == 3 and callback.best.score == (0.95, -0.5)
