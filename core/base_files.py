@@ -90,6 +90,27 @@ def store_base_file(workspace: Workspace, source: str | os.PathLike, *, file_nam
     return load_stored_base(workspace, base_id)
 
 
+def store_base_bytes(workspace: Workspace, data: bytes, file_name: str) -> StoredBase:
+    """``store_base_file`` for an upload: the bytes go to a private folder of the workspace first."""
+    staging = workspace.staging_dir("upload-")
+    try:
+        path = staging / ("upload" + Path(file_name).suffix.lower())
+        path.write_bytes(data)
+        return store_base_file(workspace, path, file_name=Path(file_name).name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def list_stored_bases(workspace: Workspace) -> list[StoredBase]:
+    """Every model file stored in the workspace, newest first."""
+    folder = bases_dir(workspace)
+    found = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True) if folder.exists() else []:
+        if (entry / "base.json").exists():
+            found.append(load_stored_base(workspace, entry.name))
+    return found
+
+
 def load_stored_base(workspace: Workspace, base_id: str) -> StoredBase:
     """The stored base ``base_id`` (ModelImportError when it is not in this workspace)."""
     folder = bases_dir(workspace) / base_id

@@ -222,3 +222,18 @@ def test_a_mobilenet_v2_saved_whole_is_a_base_with_its_own_input_size(space, tmp
     model = load_run_model(space[0], record["run_id"])
     assert model.get_layer("backbone").output.shape[1:] == (3, 3, 1280)  # Grad-CAM's map: out_relu
     assert [layer.name for layer in model.layers][:3] == ["image", "preprocess_scale", "backbone"]
+
+
+def test_a_run_on_a_model_file_exports_with_its_base_on_the_model_card(space, tmp_path, capsys):
+    import zipfile
+
+    from core.export import check_parity, export_model
+
+    path = _functional_file(tmp_path / "colleague.keras")
+    _train(space, space[1].id, "--base-model", str(path), "--cut-layer", "embed", "--head", "linear")
+    run_id = _printed(capsys)["run_id"]
+    bundle = export_model(space[0], run_id, "bundle", tmp_path / "bundle.zip")
+    card = zipfile.ZipFile(bundle).read("MODEL_CARD.md").decode()
+    assert f"uploaded file `colleague.keras` (sha256 `{_sha(path)}`), cut at layer `embed`" in card
+    parity = check_parity(space[0], run_id, ("bundle", "tflite"), max_images=8)
+    assert all(row["agreement"] == 1.0 for row in parity.values()), parity
