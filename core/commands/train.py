@@ -42,9 +42,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--cut-layer", metavar="NAME", default="",
                         help="with a model file: the layer whose output is the embedding (default: the last pooled "
                              "or flattened layer before its classifier)")
-    parser.add_argument("--input-scaling", default="auto", choices=INPUT_SCALINGS,
+    parser.add_argument("--input-scaling", default=None, choices=INPUT_SCALINGS[1:],
                         help="with a model file that does not scale its own pixels: raw (0-255), unit (0-1), "
-                             "symmetric (-1-1) or caffe (BGR minus ImageNet means)")
+                             "symmetric (-1-1) or caffe (BGR minus ImageNet means); default: read from the model")
     parser.add_argument("--workspace", default=None)
     parser.add_argument("--json", action="store_true", help="end with one JSON object")
     parser.set_defaults(run=run)
@@ -117,7 +117,7 @@ def run(args) -> int:
 def _base_settings(args_workspace, args) -> dict:
     """TrainConfig fields for ``--base-model`` (a model file is checked and stored first); empty without it."""
     if not args.base_model:
-        if args.cut_layer or args.input_scaling != "auto":
+        if args.cut_layer or args.input_scaling:
             from core.errors import ConfigError
 
             raise ConfigError("--cut-layer and --input-scaling go with --base-model RUN_ID_OR_PATH.")
@@ -128,7 +128,8 @@ def _base_settings(args_workspace, args) -> dict:
         raise ConfigError("--continue starts from that run's whole model; --base-model cannot go with it.")
     from core.base_models import base_settings
 
-    settings = base_settings(args_workspace, args.base_model, args.cut_layer, args.input_scaling, args.image_size)
+    settings = base_settings(args_workspace, args.base_model, args.cut_layer, args.input_scaling or "auto",
+                             args.image_size)
     args.image_size = settings.pop("image_size")
     return settings
 

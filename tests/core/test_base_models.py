@@ -164,6 +164,13 @@ def test_continuing_a_run_trained_on_a_model_file_keeps_its_base(space, tmp_path
     assert record["status"] == "done" and record["continued_from"]["run_id"] == first
     assert record["config"]["base_model"] == load_run(workspace, first)["config"]["base_model"]
     assert printed["val_accuracy_before"] is not None
+    # the same classes, or no continuing: the pair dataset lacks 'red'
+    code = main(["train", space[2].id, "--continue", first, "--workspace", str(workspace.root)])
+    assert code == 2 and "red" in capsys.readouterr().err
+    from ui.runs_views import runs_table
+
+    table = runs_table([load_run(workspace, first)])
+    assert table["base"][0].startswith("uploaded file colleague.keras (sha256 ") and "cut at gap" in table["base"][0]
 
 
 @pytest.mark.parametrize(("make", "expected"), [
