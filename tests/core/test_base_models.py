@@ -244,3 +244,51 @@ def test_a_run_on_a_model_file_exports_with_its_base_on_the_model_card(space, tm
     assert f"uploaded file `colleague.keras` (sha256 `{_sha(path)}`), cut at layer `embed`" in card
     parity = check_parity(space[0], run_id, ("bundle", "tflite"), max_images=8)
     assert all(row["agreement"] == 1.0 for row in parity.values()), parity
+
+
+def test_a_legacy_h5_file_is_a_base_too(space, tmp_path):
+    from core.base_files import store_base_file
+
+    stored = store_base_file(space[0], _functional_file(tmp_path / "colleague.h5"))
+    assert stored.path.suffix == ".h5" and stored.default_cut == "gap" and stored.input_size == SIZE
+
+
+def test_too_large_files_and_custom_objects_are_refused(space, tmp_path, monkeypatch):
+    import keras
+
+    from core import base_files
+    from core.errors import ModelImportError
+
+    path = _functional_file(tmp_path / "colleague.keras")
+    monkeypatch.setattr(base_files, "MAX_BASE_BYTES", 1000)
+    with pytest.raises(ModelImportError, match="colleague.keras is .* MB; a base model may be at most"):
+        base_files.store_base_file(space[0], path)
+    monkeypatch.undo()
+
+    @keras.saving.register_keras_serializable("someone")
+    class Doubling(keras.layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(Doubling()(inputs))).save(tmp_path / "custom.keras")
+    keras.saving.get_custom_objects().pop("someone>Doubling")
+    with pytest.raises(ModelImportError, match="needs custom objects"):
+        base_files.store_base_file(space[0], tmp_path / "custom.keras")
+
+
+def test_a_cut_with_no_feature_map_below_trains_on_its_vector_and_grad_cam_says_why_not(space, tmp_path):
+    import keras
+
+    from core.base_models import resolve_base
+    from core.errors import ConfigError
+    from core.gradcam import compute_gradcam
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Flatten(name="flat")(inputs)
+    keras.Model(inputs, keras.layers.Dense(8, name="dense_features")(x)).save(tmp_path / "flat.keras")
+    base = resolve_base(space[0], str(tmp_path / "flat.keras"), "dense_features", "unit")
+    model = base.build_classifier(num_classes=2)
+    assert model.get_layer("pool").__class__.__name__ == "Identity" and model.output_shape == (None, 2)
+    with pytest.raises(ConfigError, match="no feature map"):
+        compute_gradcam(model, np.zeros((SIZE, SIZE, 3), "float32"))
