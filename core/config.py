@@ -12,6 +12,9 @@ RESIZE_MODES = ("squash", "crop", "pad", "crop-lanczos")
 CLASS_WEIGHT_MODES = ("auto", "on", "off")
 DISTRIBUTION_MODES = ("auto", "default", "mirrored")
 HEAD_MODES = ("auto", "linear", "mlp", "keras")
+# How a base model from a file expects its pixels: 0..255 as they are, 0..1, -1..1, or caffe BGR minus means;
+# ``auto`` reads it from the model (it carries a Rescaling or Normalization layer of its own: raw).
+INPUT_SCALINGS = ("auto", "raw", "unit", "symmetric", "caffe")
 
 # Presets the Train page offers; each is a partial TrainConfig.
 # Every preset lets cross-validation choose the head on cached embeddings (``head="auto"``).
@@ -53,6 +56,11 @@ class TrainConfig:
         seed: Makes runs repeatable.
         weights: ``imagenet`` or ``none``; ``from-scratch`` always uses ``none``.
         distribution: ``auto`` (MirroredStrategy on several GPUs), ``default`` or ``mirrored``.
+        base_model: Empty for a registry backbone; else the base the run starts from: a finished run's id (its
+            model below the head) or ``file-<sha256[:12]>``, a model file stored in the workspace
+            (see ``core.base_models``).
+        cut_layer: For a model file: the layer whose output is the embedding (empty: found automatically).
+        input_scaling: For a model file: how it expects its pixels (see ``INPUT_SCALINGS``).
     """
 
     dataset_id: str
@@ -75,6 +83,9 @@ class TrainConfig:
     seed: int = 0
     weights: str = "imagenet"
     distribution: str = "auto"
+    base_model: str = ""
+    cut_layer: str = ""
+    input_scaling: str = "auto"
 
     def __post_init__(self):
         _check_choice("strategy", self.strategy, STRATEGIES)
@@ -99,6 +110,7 @@ class TrainConfig:
             _check_whole("image_size", self.image_size, 32, 1024)
         if self.fine_tune_layers is not None:
             _check_whole("fine_tune_layers", self.fine_tune_layers, 1, 10_000)
+        _check_base(self)
         if self.strategy == "from-scratch" and self.weights != "none":
             object.__setattr__(self, "weights", "none")
 
@@ -121,6 +133,16 @@ class TrainConfig:
         """Rebuild from saved JSON, ignoring keys this version does not know."""
         known = {field.name for field in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def _check_base(config: TrainConfig) -> None:
+    _check_choice("input_scaling", config.input_scaling, INPUT_SCALINGS)
+    if not config.base_model and (config.cut_layer or config.input_scaling != "auto"):
+        raise ConfigError("cut_layer and input_scaling describe a base model; give base_model (--base-model "
+                          "RUN_ID_OR_PATH) too, or leave them out for a registry backbone.")
+    if config.base_model and config.strategy == "from-scratch":
+        raise ConfigError(f"strategy='from-scratch' starts from random weights and would throw the base model "
+                          f"{config.base_model!r} away; use feature-extraction or fine-tune with a base model.")
 
 
 def _check_choice(name: str, value, choices) -> None:

@@ -71,15 +71,17 @@ def continue_config(workspace, source_run: str, dataset_id: str, **settings):
     match = match_classes(record.get("classes") or [], dataset.classes, model=f"run {source_run}",
                           dataset=f"dataset {dataset.id}")
     source = record.get("config") or {}
+    based = {key: source[key] for key in ("base_model", "cut_layer", "input_scaling") if source.get(key)}
     config = TrainConfig(dataset_id=dataset.id, backbone=source.get("backbone", "mobilenet_v2"),
                          image_size=record.get("image_size") or source.get("image_size"),
-                         resize=source.get("resize", "squash"), **settings)
+                         resize=source.get("resize", "squash"), **based, **settings)
     return config, {"continued_from": {"run_id": source_run, "class_mapping": match.mapping}}
 
 
 def continued_settings(config) -> dict:
     """The settings of ``config`` a continued run takes as its own (the rest come from the earlier run)."""
-    inherited = {"dataset_id", "backbone", "image_size", "resize", "weights"}
+    inherited = {"dataset_id", "backbone", "image_size", "resize", "weights", "base_model", "cut_layer",
+                 "input_scaling"}
     return {key: value for key, value in config.to_dict().items() if key not in inherited}
 
 
@@ -128,6 +130,10 @@ def _spec_of_run(source: dict) -> BackboneSpec:
     name = config.get("backbone", "")
     if name in BACKBONES:
         return BACKBONES[name]
+    if config.get("base_model"):  # trained on a run or a model file: its model is continued as it is
+        from core.base_models import spec_of_based_run
+
+        return spec_of_based_run(source)
     if config.get("strategy") != "imported":
         raise ConfigError(f"Run {source.get('run_id')} uses an unknown backbone {name!r}; it cannot be continued.")
     alpha, size = config.get("alpha", 1.0), int(config.get("image_size") or 224)

@@ -106,7 +106,9 @@ def plan_extraction(backbone: str, image_size: int, weights_fingerprint: str | N
     keras_speed, litert_speed, conversion = _estimates(store, backbone, image_size)
     keras_s = num_images / keras_speed
     litert_s = conversion + num_images / litert_speed
-    can_reproduce = bool(weights_fingerprint) and not weights_fingerprint.startswith("weights-")
+    # Only a registry backbone can be rebuilt by the background process (a base model is known to its run only).
+    can_reproduce = bool(weights_fingerprint) and not weights_fingerprint.startswith("weights-") \
+        and backbone in _registry()
     if key and mode == "always":
         return ExtractionPlan("litert", True, False, key, f"converting first ({MODE_ENV}=always)", conversion)
     if key and litert_s < CONVERT_MARGIN * keras_s:
@@ -115,6 +117,12 @@ def plan_extraction(backbone: str, image_size: int, weights_fingerprint: str | N
     return ExtractionPlan("keras", False, can_reproduce and key is not None, key,
                           f"nothing converted yet and {num_images} images are quicker on Keras "
                           f"({keras_s:.0f} s against {litert_s:.0f} s with a conversion first)")
+
+
+def _registry() -> dict:
+    from core.backbones import BACKBONES
+
+    return BACKBONES
 
 
 class FastExtractor:

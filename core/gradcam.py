@@ -25,6 +25,10 @@ def _check_model(model) -> int:
     if not {"backbone", "pool", "head"} <= names:
         raise ConfigError(f"Grad-CAM needs a model built by Transfer Studio (layers 'backbone', 'pool', 'head'); "
                           f"model {model.name!r} has {', '.join(sorted(names))}.")
+    if len(model.get_layer("backbone").output.shape) != 4:
+        raise ConfigError(f"Model {model.name!r} was cut where its base has no feature map (its backbone gives "
+                          "vectors), so Grad-CAM has nothing to show; cut the base model at a layer above a "
+                          "convolution to see where it looks.")
     return int(model.input_shape[1])
 
 

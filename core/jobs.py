@@ -105,7 +105,7 @@ class JobManager:
 
         workspace = workspace or self.workspace
         dataset = load_dataset(workspace, config.dataset_id)
-        check_trainable(config)
+        check_trainable(config, workspace)
         check_run_room(workspace, sum(r.get("status") in runs.ACTIVE_STATUSES for r in runs.list_runs(workspace)))
         run_id = runs.create_run(workspace, config, classes=dataset.classes, status="queued")
         runs.update_run(workspace, run_id, queued_at=time.time(), space=workspace.space)

@@ -39,7 +39,7 @@ def render_model_card(run: dict, config: dict, classes, evaluation=None, dataset
         "",
         "## Model and training",
         "",
-        f"- Backbone: `{config.get('backbone', '?')}`, pretrained weights: {run.get('weights') or config.get('weights')}",
+        *_base_lines(run, config),
         f"- Strategy: {config.get('strategy', '?')}; epochs run: {run.get('epochs_run', '?')}",
         f"- Input: {config['image_size']}x{config['image_size']} RGB, raw pixel values 0..255 "
         f"(resize mode `{config.get('resize', 'squash')}`); preprocessing is inside the model.",
@@ -72,6 +72,19 @@ def render_model_card(run: dict, config: dict, classes, evaluation=None, dataset
         "",
     ]
     return "\n".join(lines)
+
+
+def _base_lines(run: dict, config: dict) -> list[str]:
+    """What the model was built on: a registry backbone, an earlier run, or an uploaded file with its hash."""
+    base = run.get("base")
+    if not base:
+        return [f"- Backbone: `{config.get('backbone', '?')}`, pretrained weights: "
+                f"{run.get('weights') or config.get('weights')}"]
+    if base.get("kind") == "run":
+        return [f"- Base: run `{base['run_id']}` below its head (its preprocessing, backbone and pooling; model "
+                f"file sha256 `{base['model_sha256']}`)"]
+    return [f"- Base: uploaded file `{base['file_name']}` (sha256 `{base['sha256']}`), cut at layer "
+            f"`{base['cut_layer']}`, pixels scaled {base['input_scaling']} inside the model"]
 
 
 def _data_lines(config: dict, classes, dataset) -> list[str]:

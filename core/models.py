@@ -161,14 +161,29 @@ def feature_extractor(model):
     """A model from the same input to the ``pool`` output (the embedding), sharing weights with ``model``."""
     import keras
 
-    return keras.Model(model.inputs, model.get_layer("pool").output, name="feature_extractor")
+    return keras.Model(model.inputs, embedding_tensor(model), name="feature_extractor")
 
 
 def replace_head(model, head):
     """The same model (input, preprocessing, backbone, pool; weights shared) with ``head`` on top instead."""
     import keras
 
-    return keras.Model(model.inputs, head(model.get_layer("pool").output), name=model.name)
+    return keras.Model(model.inputs, head(embedding_tensor(model)), name=model.name)
+
+
+def embedding_tensor(model):
+    """``pool``'s output in ``model``'s own graph.
+
+    A ``pool`` that is a model of its own (a base cut above its feature map) answers ``.output`` with its inner
+    graph's tensor, so the embedding is traced again through the same layers then.
+    """
+    pool = model.get_layer("pool")
+    if not hasattr(pool, "layers"):
+        return pool.output
+    x = model.inputs[0]
+    for layer in preprocess_layers_of(model):
+        x = layer(x)
+    return pool(model.get_layer("backbone")(x, training=False))
 
 
 def head_of(model):
@@ -230,6 +245,12 @@ def set_backbone_trainable(model, mode: str, top_layers: int = 0) -> dict:
         # pretrained features. From scratch ("all") it must learn like every other layer.
         keep_bn_frozen = mode == "top" and isinstance(layer, keras.layers.BatchNormalization)
         layer.trainable = index >= first and not keep_bn_frozen
+    # A base from a model file may nest whole models in its backbone, and a pool with weights of its own above
+    # the feature map: that pool trains with the top of the backbone, and no BatchNormalization at any depth does.
+    model.get_layer("pool").trainable = mode != "frozen"
+    if mode == "top":
+        _freeze_nested_batch_norm(backbone)
+        _freeze_nested_batch_norm(model.get_layer("pool"))
     for layer in head_of(model).layers:
         layer.trainable = True
     for layer in preprocess_layers_of(model):
@@ -237,6 +258,15 @@ def set_backbone_trainable(model, mode: str, top_layers: int = 0) -> dict:
     counts = trainable_counts(model)
     counts["top_layers"] = used
     return counts
+
+
+def _freeze_nested_batch_norm(layer) -> None:
+    import keras
+
+    for inner in getattr(layer, "layers", []):
+        if isinstance(inner, keras.layers.BatchNormalization):
+            inner.trainable = False
+        _freeze_nested_batch_norm(inner)
 
 
 def get_spec_or_error(model) -> BackboneSpec:

@@ -92,12 +92,14 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
     if "val" not in dataset.splits:
         raise ConfigError(f"Dataset {dataset.id} has no validation split; ingest it again with a validation fraction.")
     start = starting_point(workspace, run_id)  # None unless this run continues an earlier one
-    spec = start.spec if start else get_backbone(config.backbone)
+    base = _base_of(workspace, run_id, config) if not start else None  # a run or a model file as the base
+    spec = start.spec if start else base.spec if base else get_backbone(config.backbone)
     image_size = config.image_size or spec.default_size
     if image_size not in spec.allowed_sizes:
         raise ConfigError(f"image_size={image_size} is not allowed for {spec.display_name}; use one of "
                           f"{', '.join(map(str, spec.allowed_sizes))}.")
-    weights = start.weights if start else resolve_weights(spec, image_size, config.weights)
+    weights = start.weights if start else base.weights if base else resolve_weights(spec, image_size,
+                                                                                      config.weights)
     devices = configure_precision()
     roles = data_roles(dataset, needs_selection=config.needs_selection, seed=config.seed)
     runs.update_run(workspace, run_id, weights=weights.description, weights_fingerprint=weights.fingerprint,
@@ -106,9 +108,10 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
     keras.utils.set_random_seed(config.seed)
     strategy = choose_strategy(config.distribution)
     with strategy.scope():
-        model = start.load_model(dataset.classes) if start else build_classifier(
-            spec, image_size=image_size, num_classes=len(dataset.classes), weights=weights,
-            dropout=config.dropout, hidden_units=config.hidden_units, seed=config.seed)
+        head = {"dropout": config.dropout, "hidden_units": config.hidden_units, "seed": config.seed}
+        model = start.load_model(dataset.classes) if start else base.build_classifier(
+            num_classes=len(dataset.classes), **head) if base else build_classifier(
+            spec, image_size=image_size, num_classes=len(dataset.classes), weights=weights, **head)
     parts = RunParts(workspace=workspace, run_id=run_id, config=config, reporter=reporter, dataset=dataset,
                      spec=spec, image_size=image_size, weights=weights, model=model, strategy=strategy,
                      jit_compile=devices["jit_compile"], timings=timings, roles=roles)
@@ -142,6 +145,17 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
         "model_path": str(path),
         "image_size": image_size,
     }
+
+
+def _base_of(workspace: Workspace, run_id: str, config: TrainConfig):
+    """The run's base model (a finished run or a stored file), recorded in the run; None for a registry backbone."""
+    if not config.base_model:
+        return None
+    from core.base_models import resolve_base
+
+    base = resolve_base(workspace, config.base_model, config.cut_layer, config.input_scaling, config.image_size)
+    runs.update_run(workspace, run_id, base=base.record)
+    return base
 
 
 def save_model(model, path):

@@ -6,6 +6,8 @@ import time
 
 import pandas as pd
 
+from core.base_models import describe_base
+
 
 def runs_table(records: list[dict]) -> pd.DataFrame:
     """One row per run, newest first, with the columns a person compares runs by."""
@@ -20,6 +22,7 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
             "run": record["run_id"],
             "dataset": record.get("dataset_id"),
             "backbone": config.get("backbone"),
+            "base": describe_base(record),
             "strategy": config.get("strategy"),
             "accuracy": None if accuracy is None else round(accuracy, 4),
             "95% CI": "" if low is None else f"{low:.2f}-{high:.2f}",
@@ -29,5 +32,5 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
             "status": record.get("status"),
             "weights": record.get("weights"),
         })
-    return pd.DataFrame(rows, columns=["when", "run", "dataset", "backbone", "strategy", "accuracy", "95% CI", "on",
+    return pd.DataFrame(rows, columns=["when", "run", "dataset", "backbone", "base", "strategy", "accuracy", "95% CI", "on",
                                        "epochs", "duration (s)", "status", "weights"])

@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from core.config import STRATEGIES, TrainConfig
+from core.config import INPUT_SCALINGS, STRATEGIES, TrainConfig
 from core.workspace import Workspace
 
 
@@ -36,6 +36,15 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--continue", dest="continue_run", metavar="RUN_ID", default=None,
                         help="start from this finished run's model (trained here or imported, same classes); "
                              "its backbone, image size and resize mode are kept")
+    parser.add_argument("--base-model", metavar="RUN_ID_OR_PATH", default=None,
+                        help="start from a finished run's model below its head, or from a .keras / .h5 model file "
+                             "(stored in the workspace with its hash) instead of a registry backbone")
+    parser.add_argument("--cut-layer", metavar="NAME", default="",
+                        help="with a model file: the layer whose output is the embedding (default: the last pooled "
+                             "or flattened layer before its classifier)")
+    parser.add_argument("--input-scaling", default=None, choices=INPUT_SCALINGS[1:],
+                        help="with a model file that does not scale its own pixels: raw (0-255), unit (0-1), "
+                             "symmetric (-1-1) or caffe (BGR minus ImageNet means); default: read from the model")
     parser.add_argument("--workspace", default=None)
     parser.add_argument("--json", action="store_true", help="end with one JSON object")
     parser.set_defaults(run=run)
@@ -54,14 +63,15 @@ def run(args) -> int:
         ingest_s = time.perf_counter() - started
     else:
         load_dataset(workspace, dataset_id)  # a wrong id fails fast, before TensorFlow loads
+    based = _base_settings(workspace, args)
     config = TrainConfig(
-        dataset_id=dataset_id, backbone=args.backbone, strategy=args.strategy, head=args.head, epochs=args.epochs,
+        dataset_id=dataset_id, backbone=based.pop("backbone", args.backbone), strategy=args.strategy, head=args.head, epochs=args.epochs,
         fine_tune_epochs=args.fine_tune_epochs, fine_tune_layers=args.fine_tune_layers,
         batch_size=args.batch_size, learning_rate=args.learning_rate,
         fine_tune_learning_rate=args.fine_tune_learning_rate, image_size=args.image_size, resize=args.resize,
         dropout=args.dropout, hidden_units=args.hidden_units, augment=args.augment,
         early_stopping_patience=args.early_stopping_patience, weights=args.weights,
-        distribution=args.distribution, seed=args.seed,
+        distribution=args.distribution, seed=args.seed, **based,
     )
     if args.continue_run:
         from core.continuation import continued_settings, train_continued
@@ -69,7 +79,7 @@ def run(args) -> int:
         record = train_continued(workspace, args.continue_run, dataset_id, on_epoch=_print_epoch,
                                  **continued_settings(config))
     else:
-        check_trainable(config)  # a mistyped backbone or missing weights must not leave a failed run behind
+        check_trainable(config, workspace)  # a mistyped backbone or missing weights must not leave a failed run behind
         from core.training import train_model
 
         record = train_model(config, workspace, on_epoch=_print_epoch)
@@ -90,15 +100,38 @@ def run(args) -> int:
                           "model_path": record.get("model_path"), "weights": record.get("weights"),
                           "headline": record.get("headline"), "cv_estimate": record.get("cv_estimate"),
                           "roles": record.get("roles"), "head_selection": record.get("head_selection"),
-                          **({"val_accuracy_before": before} if args.continue_run else {})}))
+                          **({"val_accuracy_before": before} if args.continue_run else {}),
+                          **({"base": record.get("base")} if args.base_model else {})}))
     else:
         from core.roles import format_headline
 
         if args.continue_run:
             print(f"continued from {args.continue_run}: val_accuracy before={before}")
+        if record.get("base"):
+            print(f"base: {record['base']['description']}")
         print(f"run {record['run_id']} {record['status']}: accuracy {format_headline(record.get('headline'))} "
               f"model={record.get('model_path')} ({timings['total_s']:.1f} s)")
     return 0
+
+
+def _base_settings(args_workspace, args) -> dict:
+    """TrainConfig fields for ``--base-model`` (a model file is checked and stored first); empty without it."""
+    if not args.base_model:
+        if args.cut_layer or args.input_scaling:
+            from core.errors import ConfigError
+
+            raise ConfigError("--cut-layer and --input-scaling go with --base-model RUN_ID_OR_PATH.")
+        return {}
+    if args.continue_run:
+        from core.errors import ConfigError
+
+        raise ConfigError("--continue starts from that run's whole model; --base-model cannot go with it.")
+    from core.base_models import base_settings
+
+    settings = base_settings(args_workspace, args.base_model, args.cut_layer, args.input_scaling or "auto",
+                             args.image_size)
+    args.image_size = settings.pop("image_size")
+    return settings
 
 
 def _print_epoch(record: dict) -> None:
