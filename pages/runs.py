@@ -11,6 +11,7 @@ from ui.jobs import get_manager
 from ui.runs_views import runs_table
 from ui.state import get_run_id, get_workspace, set_run_id
 from ui.text import escape_markdown
+from ui.train_views import STOP_LABEL, STOPPING
 
 st.title("Runs & export")
 workspace = get_workspace()
@@ -58,7 +59,7 @@ if has_model:
     cols[2].download_button("Download model (.keras)", model_file.read_bytes, file_name=f"{run_id}.keras",
                             mime="application/octet-stream", on_click="ignore")
 if record["status"] in ("queued", "running"):
-    if cols[3].button("Stop"):
+    if cols[3].button(STOP_LABEL, disabled=runs.stop_requested(runs.run_dir(workspace, run_id))):
         manager.stop(run_id)
         st.rerun()
 elif st.session_state.get("confirm_delete") == run_id:
@@ -83,8 +84,10 @@ elif cols[3].button("Delete"):
     st.session_state["confirm_delete"] = run_id
     st.rerun()
 
+if record["status"] == "running" and runs.stop_requested(runs.run_dir(workspace, run_id)):
+    st.info(STOPPING)
 if record.get("error"):
-    st.error(escape_markdown(record["error"]))
+    (st.warning if record["status"] == "stopped" else st.error)(escape_markdown(record["error"]))
 with st.expander("Run record"):
     st.json(record)
 
