@@ -83,8 +83,9 @@ true_label = pick_true.selectbox("True class", classes, key=true_key)
 predicted_label = pick_predicted.selectbox("Predicted class", classes, key=predicted_key)
 views.show_gallery(workspace, run_id, result.records_in_cell(true_label, predicted_label), gradcam=gradcam,
                    limit=12, empty=f"No {views.SPLIT_NAMES[split]} image of {escape_markdown(true_label)} was predicted "
-                                   f"as {escape_markdown(predicted_label)}.")
+                                   f"as {escape_markdown(predicted_label)}.",
+                   key=f"eval_cell_page_{run_id}_{split}_{true_label}_{predicted_label}")
 
 st.subheader("Mistakes, most confident first")
 views.show_gallery(workspace, run_id, result.mistakes(), gradcam=gradcam, limit=12,
-                   empty="No mistakes on these images.")
+                   empty="No mistakes on these images.", key=f"eval_mistakes_page_{run_id}_{split}")

@@ -14,6 +14,7 @@ from core.errors import StudioError
 from core.evaluation import EvaluationResult, evaluate_run
 from core.prediction import Predictor
 from core.workspace import Workspace
+from ui.paging import page_of
 from ui.text import escape_markdown
 
 SPLIT_NAMES = {"val": "validation", "test": "test", "all": "dataset", "train": "training"}
@@ -153,17 +154,19 @@ def _file_gradcam(root: str, run_id: str, stamp: float, file: str, class_name: s
 
 
 def show_gallery(workspace: Workspace, run_id: str, records: list[dict], *, gradcam: bool, limit: int,
-                 empty: str) -> None:
-    """Images of ``records`` in a grid, captioned with true / predicted label and probability."""
+                 empty: str, key: str) -> None:
+    """Images of ``records`` in a grid, a page of ``limit`` at a time, captioned with the name the user gave each
+    image, its true / predicted label and probability (the stored file in the image's tooltip column below)."""
     if not records:
         st.caption(empty)
         return
     stamp = _model_stamp(workspace, run_id)
-    shown = records[:limit]
+    shown = page_of(records, limit, key=key)
     columns = st.columns(GALLERY_COLUMNS)
     for position, record in enumerate(shown):
-        caption = f"{Path(record['file']).name}: true {record['true']}, predicted {record['predicted']} " \
-                  f"({record['confidence']:.0%})"
+        name = record.get("name") or Path(record["file"]).name
+        caption = escape_markdown(f"{name}: true {record['true']}, predicted {record['predicted']} "
+                                  f"({record['confidence']:.0%})")
         with columns[position % GALLERY_COLUMNS]:
             image = record["file"]
             if gradcam:
@@ -173,5 +176,4 @@ def show_gallery(workspace: Workspace, run_id: str, records: list[dict], *, grad
                     st.error(escape_markdown(str(exc)))
                     gradcam = False  # the same reason holds for every image of this model: say it once
             st.image(image, caption=caption, width="stretch")
-    if len(records) > len(shown):
-        st.caption(f"Showing {len(shown)} of {len(records)} images.")
+
