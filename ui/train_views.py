@@ -178,7 +178,8 @@ def _live_entry(run_id: str) -> dict:
         same_history = entry is not None and entry["stamp"][2] == stamp[2] and entry.get("figures")
         figures = entry["figures"] if same_history else (
             (live_curves_spec(history, "loss"), live_curves_spec(history, "accuracy")) if history else None)
-        entry = {"stamp": stamp, "record": snap["record"], "progress": snap["progress"], "figures": figures}
+        entry = {"stamp": stamp, "record": snap["record"], "progress": snap["progress"], "figures": figures,
+                 "history": history}
         st.session_state[LIVE_READS] = st.session_state.get(LIVE_READS, 0) + 1
     cache[run_id] = entry
     return entry
@@ -197,9 +198,13 @@ def _live_view(run_id: str) -> None:
         st.rerun(scope="app")  # the run ended: a full run draws it once more, without polling
     render_status(run_id, record, entry["progress"])
     if entry["figures"]:
+        full = st.toggle("Full range (accuracy 0 to 1, loss from 0)", key=f"full_range_{run_id}")
+        figures = entry["figures"] if not full else (
+            live_curves_spec(entry["history"], "loss", full_range=True),
+            live_curves_spec(entry["history"], "accuracy", full_range=True))
         left, right = st.columns(2)
-        left.vega_lite_chart(entry["figures"][0], key=f"loss_{run_id}")
-        right.vega_lite_chart(entry["figures"][1], key=f"acc_{run_id}")
+        left.vega_lite_chart(figures[0], key=f"loss_{run_id}")
+        right.vega_lite_chart(figures[1], key=f"acc_{run_id}")
 
 
 def render_honesty(record: dict) -> None:

@@ -22,7 +22,10 @@ def test_evaluate_page_shows_accuracy_per_class_table_and_confusion_matrix(tiny_
     table = _table(at, "precision")
     assert list(table["class"]) == list(tiny_run.dataset.classes)
     assert table["support"].sum() == len(tiny_run.dataset.paths("val"))
-    assert len(at.get("plotly_chart")) == 2  # confusion matrix and accuracy vs threshold
+    assert [b.proto.label for b in at.get("download_button")] == ["Download report (HTML)"]
+    assert len(at.get("plotly_chart")) == 3  # per-class bars, confusion matrix and accuracy vs threshold
+    at.toggle(key="eval_normalized").set_value(True).run()
+    assert not at.exception and len(at.get("plotly_chart")) == 3
 
 
 def _captions(at) -> list[str]:
