@@ -278,26 +278,42 @@ def fingerprint_folder(source: FolderSource) -> str:
     return digest.hexdigest()
 
 
-def spool_upload(fileobj, directory: Path) -> Path:
+def spool_upload(fileobj, directory: Path, name: str | None = None) -> Path:
     """Copy a binary file object (e.g. a Streamlit upload) to a temporary file in chunks.
+
+    The copy keeps the name the user gave the file (in a private folder of its own), so every message that
+    names the file names the user's file, never a server-side temporary name.
 
     Args:
         fileobj: object with ``read(n)``; rewound first when it supports ``seek``.
-        directory: where the temporary file goes (the workspace ``tmp/``).
+        directory: where the temporary folder goes (the workspace ``tmp/``).
+        name: The user's name of the file; default its ``.name``, else ``upload.zip``.
 
     Returns:
-        Path of the copy; the caller deletes it.
+        Path of the copy; the caller removes it with ``discard_spooled``.
     """
     if hasattr(fileobj, "seek"):
         fileobj.seek(0)
-    handle = tempfile.NamedTemporaryFile(prefix="upload-", suffix=".zip", dir=directory, delete=False)
+    folder = Path(tempfile.mkdtemp(prefix="upload-", dir=directory))
+    path = folder / upload_name(name or getattr(fileobj, "name", None))
     try:
-        with handle:
+        with open(path, "wb") as handle:
             shutil.copyfileobj(fileobj, handle, _CHUNK)
     except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
+        discard_spooled(path)
         raise
-    return Path(handle.name)
+    return path
+
+
+def upload_name(name) -> str:
+    """The last part of an uploaded file's name, safe as a file name (``upload.zip`` when there is none)."""
+    base = clean_text(Path(str(name or "")).name).replace("\\", "_").replace("\0", "").strip()[:120]
+    return base if base not in ("", ".", "..") else "upload.zip"
+
+
+def discard_spooled(path: Path) -> None:
+    """Remove a copy made by ``spool_upload`` and its private folder."""
+    shutil.rmtree(Path(path).parent, ignore_errors=True)
 
 
 @dataclass
@@ -327,8 +343,8 @@ def open_source(source, tmp_dir: Path, limits: IngestLimits) -> Iterator[OpenedS
                 raise DatasetError(f"'{clean_text(str(source))}' does not exist. Give the path of a zip file "
                                    f"or a folder of class folders.")
         elif hasattr(source, "read"):
-            name = Path(str(getattr(source, "name", "upload.zip"))).name
-            path = spooled = spool_upload(source, tmp_dir)
+            name = upload_name(getattr(source, "name", None))
+            path = spooled = spool_upload(source, tmp_dir, name)
         else:
             raise DatasetError(f"Cannot ingest a {type(source).__name__}; give a zip path, a folder path "
                                f"or an uploaded zip file.")
@@ -343,4 +359,4 @@ def open_source(source, tmp_dir: Path, limits: IngestLimits) -> Iterator[OpenedS
             opened.close()
     finally:
         if spooled is not None:
-            spooled.unlink(missing_ok=True)
+            discard_spooled(spooled)

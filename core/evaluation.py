@@ -9,6 +9,7 @@ prediction) and hands the result to ``evaluate_predictions``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -102,7 +103,7 @@ class EvaluationResult:
 
 
 def evaluate_predictions(y_true, probabilities, classes, files=None, *, split: str = "",
-                         run_id: str | None = None, thresholds=DEFAULT_THRESHOLDS) -> EvaluationResult:
+                         run_id: str | None = None, thresholds=DEFAULT_THRESHOLDS, names=None) -> EvaluationResult:
     """Compute metrics from true label indices and predicted probabilities.
 
     Args:
@@ -113,6 +114,8 @@ def evaluate_predictions(y_true, probabilities, classes, files=None, *, split: s
         split: name of the evaluated split, stored in the result.
         run_id: the evaluated run, stored in the result.
         thresholds: confidence thresholds for the coverage / accuracy curve.
+        names: optional per-image names a person knows them by (the path inside their upload); default the
+            last part of each file.
 
     Returns:
         An ``EvaluationResult``.
@@ -130,8 +133,9 @@ def evaluate_predictions(y_true, probabilities, classes, files=None, *, split: s
     confusion = _confusion_matrix(y_true, y_pred, len(classes))
     per_class = _per_class_metrics(confusion, classes)
     files = [str(f) for f in files] if files is not None else [str(i) for i in range(len(y_true))]
+    names = [str(n) for n in names] if names is not None else [Path(f).name for f in files]
     records = [
-        {"index": i, "file": files[i], "true": classes[y_true[i]], "predicted": classes[y_pred[i]],
+        {"index": i, "file": files[i], "name": names[i], "true": classes[y_true[i]], "predicted": classes[y_pred[i]],
          "confidence": float(confidence[i]), "correct": bool(correct[i])}
         for i in range(len(y_true))
     ]
@@ -254,9 +258,10 @@ def evaluate_run(workspace, run_id: str, split: str = "val", *, batch_size: int 
     match = match_classes(classes, dataset.classes, mapping=class_mapping, model=f"run {run_id}",
                           dataset=f"dataset {dataset.id}")
     paths, labels = labelled_images(dataset, split, match.mapping, classes)
+    sources = {str(dataset.root / entry.file): entry.source for entry in dataset.entries}
     probabilities = predictor.predict_probabilities(paths, batch_size=batch_size, stored=True)
-    return evaluate_predictions(labels, probabilities, predictor.classes,
-                                files=[str(p) for p in paths], split=split, run_id=run_id)
+    return evaluate_predictions(labels, probabilities, predictor.classes, files=[str(p) for p in paths],
+                                names=[sources.get(str(p), p.name) for p in paths], split=split, run_id=run_id)
 
 
 def _check_same_classes(model_classes, dataset_classes, run_id, dataset_id) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from core.errors import ExportError, StudioError
 from core.model_card import render_model_card
+from core.report import render_report_html
 
 FORMATS = ("bundle", "tflite", "savedmodel")
 PARITY_FORMATS = ("bundle", "tflite", "tflite_dynamic", "savedmodel")
@@ -50,7 +51,7 @@ def export_bundle(workspace, run_id: str, out_path, *, evaluation=None) -> Path:
         ExportError: the zip cannot be written.
     """
     from core.prediction import Predictor
-    from core.runs import load_run, model_path
+    from core.runs import load_history, load_run, model_path
 
     run = load_run(workspace, run_id)
     predictor = Predictor.from_run(workspace, run_id)
@@ -76,6 +77,8 @@ def export_bundle(workspace, run_id: str, out_path, *, evaluation=None) -> Path:
         "config.json": _json_bytes(config),
         "metrics.json": _json_bytes(metrics),
         "MODEL_CARD.md": render_model_card(run, config, predictor.classes, evaluation, dataset, note).encode(),
+        "REPORT.html": render_report_html(run, config, predictor.classes, evaluation=evaluation, dataset=dataset,
+                                          history=load_history(workspace, run_id), note=note).encode(),
         "predict.py": _read(_PREDICT_SCRIPT),
     }
     tflite = run_tflite(workspace, run_id, predictor.model)

@@ -114,7 +114,7 @@ class RunParts:
     def callbacks(self, phase: int, steps: int, last_epoch: int, best: Best | None, validation_steps: int):
         progress = ProgressCallback(self.reporter, phase=phase, steps=steps, total_epochs=last_epoch,
                                     validation_steps=validation_steps)
-        keeper = BestWeights(best=best, target=self.model)
+        keeper = BestWeights(best=best, target=self.model, cut_short=lambda: progress.stopped_by_user)
         tensorboard = keras.callbacks.TensorBoard(log_dir=str(self.folder / "logs"), write_graph=False)
         callbacks = [progress, keeper, tensorboard]
         if self.config.early_stopping_patience:
@@ -290,6 +290,7 @@ def fit_image_phase(parts: RunParts, *, phase: int, trainable: str, epochs: int,
 
     config, roles = parts.config, parts.roles
     counts = set_backbone_trainable(parts.model, trainable, top_layers)
+    backbone_changed = parts.backbone_changed
     parts.backbone_changed = parts.backbone_changed or trainable != "frozen"
     runs.update_run(parts.workspace, parts.run_id, **{f"phase{phase}_trainable": counts})
     steps = math.ceil(len(roles.fit_index) / config.batch_size)
@@ -303,20 +304,40 @@ def fit_image_phase(parts: RunParts, *, phase: int, trainable: str, epochs: int,
                              batch_size=batch_size, resize=resize)
     initial_epoch = len(parts.reporter.history)
     parts.reporter.stage(f"phase {phase}", phase_started_epoch=initial_epoch + 1)
-    return _fit(parts, parts.model, train, val, phase=phase, steps=steps, epochs=initial_epoch + epochs,
+    kept = _fit(parts, parts.model, train, val, phase=phase, steps=steps, epochs=initial_epoch + epochs,
                 initial_epoch=initial_epoch, best=best,
                 validation_steps=math.ceil(len(roles.selection_index) / batch_size))
+    if best is not None and kept is best:  # no epoch beat the earlier phase: its weights are back, backbone and all
+        parts.backbone_changed = backbone_changed
+    return kept
 
 
 def _fit(parts: RunParts, model, train, val, *, phase, steps, epochs, initial_epoch, best, validation_steps):
+    from core.progress import StopRequested
+
     callbacks, keeper = parts.callbacks(phase, steps, epochs, best, validation_steps)
     model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
               class_weight=parts.class_weight(), shuffle=False, verbose=0)  # the datasets shuffle
+    if keeper.best.weights is None and parts.reporter.progress.get("stopped_by_user"):
+        raise StopRequested()  # stopped in the first epoch of the run: no scored model to keep
     return keeper.best
 
 
-def _probabilities(parts: RunParts, split: str) -> np.ndarray:
-    """Probabilities of the final model on one split (through the head on cached embeddings when valid)."""
+class _StopPredicting(keras.callbacks.Callback):
+    """Ends a ``predict`` pass between batches once Stop is requested."""
+
+    def __init__(self, stop_requested):
+        super().__init__()
+        self.stop_requested = stop_requested
+
+    def on_predict_batch_end(self, batch, logs=None):
+        if self.stop_requested():
+            self.model.stop_predicting = True
+
+
+def _probabilities(parts: RunParts, split: str) -> np.ndarray | None:
+    """Probabilities of the final model on one split (through the head on cached embeddings when valid);
+    None when Stop cut the pass over the images short (or came before it)."""
     from core.models import head_of
 
     if parts.features is not None and not parts.backbone_changed:
@@ -324,9 +345,13 @@ def _probabilities(parts: RunParts, split: str) -> np.ndarray:
                                                        batch_size=parts.config.batch_size))
     from core.pipeline import make_image_dataset
 
+    stop_requested = parts.reporter.stop_requested
+    if stop_requested():
+        return None
     images = make_image_dataset(parts.paths(split), image_size=parts.image_size,
                                 batch_size=parts.config.batch_size, resize=parts.config.resize)
-    return np.asarray(parts.model.predict(images, verbose=0))
+    probabilities = np.asarray(parts.model.predict(images, verbose=0, callbacks=[_StopPredicting(stop_requested)]))
+    return None if stop_requested() else probabilities
 
 
 def headline_of(parts: RunParts) -> dict:
@@ -334,11 +359,13 @@ def headline_of(parts: RunParts) -> dict:
     cross-validated estimate of the chosen head over every image."""
     roles = parts.roles
     probabilities = _probabilities(parts, roles.headline)
+    if probabilities is None:  # stopped: the model is saved, its accuracy is left to the Evaluate page
+        return {"headline": None, "val_accuracy": None, "val_loss": None, "not_measured": True}
     headline = accuracy_with_interval(parts.labels(roles.headline), probabilities, roles.headline,
                                       method="held-out", selection=roles.selection_name)
     val_probabilities = probabilities if roles.headline == "val" else _probabilities(parts, "val")
-    val = _metrics(val_probabilities, parts.labels("val"))
-    out = {"headline": headline, "val_accuracy": val["accuracy"], "val_loss": val["loss"]}
+    val = _metrics(val_probabilities, parts.labels("val")) if val_probabilities is not None else {}
+    out = {"headline": headline, "val_accuracy": val.get("accuracy"), "val_loss": val.get("loss")}
     if headline["n"] < SMALL_HEADLINE and parts.features is not None and parts.config.head != "keras" \
             and parts.config.strategy == "feature-extraction" and not parts.config.augment:
         out["cv_estimate"] = _cross_validated_estimate(parts)

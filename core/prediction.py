@@ -87,12 +87,12 @@ class Predictor:
             files = _BundleFiles.from_zip(path)
         else:
             raise ExportError(
-                f"{path} is not a model bundle; expected a .zip exported from the Runs page (or "
+                f"'{path.name}' is not a model bundle; expected a .zip exported from the Runs page (or "
                 "`python -m core export RUN --format bundle`) or its unpacked folder."
             )
         from core.fast_models import whole_model
 
-        model = _load_keras_bytes(files.model_bytes, str(path))
+        model = _load_keras_bytes(files.model_bytes, path.name)
         config = files.config or {}
         return cls(model, files.labels, resize=config.get("resize", "squash"), source=str(path), config=config,
                    fast=whole_model(files.tflite_bytes))
@@ -343,7 +343,7 @@ class _BundleFiles:
             names = [name for name in (f.name for f in source.files())
                      if name.rsplit("/", 1)[-1] == MODEL_MEMBER and "__MACOSX" not in name]
             if not names:
-                raise ExportError(f"{path} has no model.keras; expected a bundle exported by Transfer Studio.")
+                raise ExportError(f"{path.name} has no model.keras; expected a bundle exported by Transfer Studio.")
             # A bundle re-zipped by hand may sit inside one folder: read the files next to model.keras.
             prefix = min(names, key=len)[: -len(MODEL_MEMBER)]
             sizes = {f.name: f.size for f in source.files()}
@@ -370,7 +370,7 @@ class _BundleFiles:
     @classmethod
     def from_folder(cls, path: Path) -> _BundleFiles:
         if not (path / "model.keras").is_file():
-            raise ExportError(f"{path} has no model.keras; expected an unpacked Transfer Studio bundle.")
+            raise ExportError(f"{path.name} has no model.keras; expected an unpacked Transfer Studio bundle.")
         tflite = path / "model.tflite"
         return cls(_read_bytes(path / "model.keras"), _read_json_file(path / "labels.json"),
                    _read_json_file(path / "config.json"), _read_bytes(tflite) if tflite.is_file() else None)

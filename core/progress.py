@@ -145,10 +145,22 @@ class ProgressCallback(keras.callbacks.Callback):
             self._train_times.append(self.reporter.clock() - self._epoch_start)
         self.reporter.batch(done, self.steps, stage_left=self.seconds_left(done), epoch=self._epoch + 1,
                             total_epochs=self.total_epochs, phase=self.phase)
-        if self.reporter.stop_requested():
+        self._check_stop()
+
+    def on_test_begin(self, logs=None):
+        if self.stopped_by_user:  # Keras still validates a cut epoch: one batch, then it breaks off
+            self.model.stop_evaluating = True
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._check_stop()
+
+    def _check_stop(self) -> None:
+        """Stop between batches: no more training batches, and what is left of the validation pass skipped."""
+        if self.stopped_by_user or self.reporter.stop_requested():
             self.stopped_by_user = True
             self.reporter.progress["stopped_by_user"] = True
             self.model.stop_training = True
+            self.model.stop_evaluating = True
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -160,7 +172,8 @@ class ProgressCallback(keras.callbacks.Callback):
             "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
             "partial": self.stopped_by_user,
         }
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        keys = ("loss", "accuracy") if self.stopped_by_user else ("loss", "accuracy", "val_loss", "val_accuracy")
+        for key in keys:  # a cut epoch's validation covered a batch or none: it scores nothing
             if key in logs:
                 record[key] = float(logs[key])
         self.reporter.epoch(record)
@@ -183,19 +196,22 @@ class BestWeights(keras.callbacks.Callback):
         best: The best of earlier phases (score and weights); this phase must beat its score to replace it, and
             when it never does, those weights are restored.
         target: The model whose weights are kept (the full model, also when ``fit`` trains only its head).
+        cut_short: Optional callable; True when the epoch ending was cut short by Stop (its validation skipped),
+            so its score does not count.
     """
 
-    def __init__(self, best: Best | None = None, target=None):
+    def __init__(self, best: Best | None = None, target=None, cut_short=None):
         super().__init__()
         self.best = best or Best(score=None, weights=None)
         self.target = target
+        self.cut_short = cut_short
 
     def _kept_model(self):
         return self.target if self.target is not None else self.model
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if "val_accuracy" not in logs:
+        if "val_accuracy" not in logs or (self.cut_short is not None and self.cut_short()):
             return
         score = (float(logs["val_accuracy"]), -float(logs.get("val_loss", 0.0)))
         if self.best.score is None or score > tuple(self.best.score):

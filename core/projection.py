@@ -286,18 +286,21 @@ def build_embedding_map(workspace: Workspace, dataset, backbone: str = "mobilene
 
 
 def embeddings_csv(found: EmbeddingSet) -> bytes:
-    """CSV bytes: ``file, label, split, f0..fN`` with one row per image."""
+    """CSV bytes: ``file, label, split, source, f0..fN`` with one row per image (``source``: the image's path in
+    the user's upload; ``file``: its stored copy in the dataset folder)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "label", "split", *(f"f{i}" for i in range(found.embeddings.shape[1]))])
-    for row, (file, label, split) in enumerate(zip(found.files, found.labels, found.splits, strict=True)):
-        writer.writerow([file, label, split, *(repr(float(v)) for v in found.embeddings[row])])
+    writer.writerow(["file", "label", "split", "source", *(f"f{i}" for i in range(found.embeddings.shape[1]))])
+    rows = zip(found.files, found.labels, found.splits, found.sources, strict=True)
+    for row, (file, label, split, source) in enumerate(rows):
+        writer.writerow([file, label, split, source, *(repr(float(v)) for v in found.embeddings[row])])
     return buffer.getvalue().encode("utf-8")
 
 
 def embeddings_npz(found: EmbeddingSet) -> bytes:
-    """``.npz`` bytes with arrays ``embeddings`` (N, D) float32, ``files``, ``labels``, ``splits`` (str)."""
+    """``.npz`` bytes with arrays ``embeddings`` (N, D) float32, ``files``, ``labels``, ``splits``, ``sources`` (str)."""
     buffer = io.BytesIO()
     np.savez(buffer, embeddings=found.embeddings.astype(np.float32), files=np.array(found.files, dtype=str),
-             labels=np.array(found.labels, dtype=str), splits=np.array(found.splits, dtype=str))
+             labels=np.array(found.labels, dtype=str), splits=np.array(found.splits, dtype=str),
+             sources=np.array(found.sources, dtype=str))
     return buffer.getvalue()

@@ -22,6 +22,9 @@ from core.errors import ConfigError, StudioError, WorkspaceError
 from core.progress import RunReporter, StopRequested
 from core.workspace import WORKSPACE_ENV, Workspace
 
+STOPPED_UNMEASURED = ("The best model so far was kept; Stop came before its accuracy was measured. Evaluate it on "
+                      "the Evaluate page.")
+
 
 class Interrupted(BaseException):
     """The worker was told to end (server shut down).
@@ -57,8 +60,9 @@ def execute_run(workspace: Workspace, run_id: str, *, on_epoch=None) -> dict:
     final: dict = {}
     try:
         final = _train(workspace, run_id, config, reporter, timings)
-        final["status"] = "stopped" if reporter.progress.get("stopped_by_user") else "done"
-        final["error"] = None
+        not_measured = final.pop("not_measured", False)
+        final["status"] = "stopped" if reporter.progress.get("stopped_by_user") or not_measured else "done"
+        final["error"] = STOPPED_UNMEASURED if not_measured else None
     except StopRequested:
         final = {"status": "stopped", "error": "Stopped before the first epoch ended; no model was saved."}
     except Interrupted:
@@ -142,6 +146,8 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
         "selection_score": list(best.score) if best and best.score else None,
         "cv_estimate": headline.get("cv_estimate"),
         "epochs_run": len(history),
+        "best_epoch": best.epoch if best else None,
+        "not_measured": headline.get("not_measured", False),
         "model_path": str(path),
         "image_size": image_size,
     }

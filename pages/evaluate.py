@@ -3,6 +3,7 @@
 import streamlit as st
 
 from core.errors import StudioError
+from core.report import run_report
 from ui import evaluate_views as views
 from ui.dataset_match_views import choose_dataset
 from ui.state import get_run_id, get_workspace, set_run_id
@@ -54,14 +55,24 @@ st.caption(views.split_caption(split, honesty, low, high))
 cols[1].metric("Macro F1", f"{result.macro_f1:.3f}")
 cols[2].metric("Images", result.num_images)
 cols[3].metric("Mistakes", sum(not r["correct"] for r in result.records))
+reuse = result if own and choice.mapping is None and split == headline_split else None
+st.download_button("Download report (HTML)", lambda: run_report(workspace, run_id, evaluation=reuse).encode(),
+                   file_name=f"{run_id}-report.html", mime="text/html", on_click="ignore", key="eval_report",
+                   help="The model card as one web page for people who do not open the app: curves, confusion "
+                        "matrix, per-class table, data and the honest headline with its split.")
 
 st.subheader("Per class")
-st.dataframe(views.per_class_table(result), hide_index=True, width="stretch")
+table_side, bars_side = st.columns(2)
+table_side.dataframe(views.per_class_table(result), hide_index=True, width="stretch")
+bars_side.plotly_chart(views.per_class_figure(result), key="eval_per_class_bars")
 
+normalized = st.toggle("Confusion matrix as shares of each true class", key="eval_normalized",
+                       help="Each row divided by its class's images: the diagonal is each class's recall, and "
+                            "a small class counts as much as a large one.")
 left, right = st.columns(2)
 with left:
-    event = st.plotly_chart(views.confusion_figure(result), on_select="rerun", selection_mode="points",
-                            key=f"eval_confusion_{run_id}_{dataset.id}_{split}")
+    event = st.plotly_chart(views.confusion_figure(result, normalized=normalized), on_select="rerun",
+                            selection_mode="points", key=f"eval_confusion_{run_id}_{dataset.id}_{split}")
 with right:
     st.plotly_chart(views.threshold_figure(result))
     st.caption("Answers below the threshold would be reported as \"unknown\": coverage is the share still "
@@ -83,8 +94,9 @@ true_label = pick_true.selectbox("True class", classes, key=true_key)
 predicted_label = pick_predicted.selectbox("Predicted class", classes, key=predicted_key)
 views.show_gallery(workspace, run_id, result.records_in_cell(true_label, predicted_label), gradcam=gradcam,
                    limit=12, empty=f"No {views.SPLIT_NAMES[split]} image of {escape_markdown(true_label)} was predicted "
-                                   f"as {escape_markdown(predicted_label)}.")
+                                   f"as {escape_markdown(predicted_label)}.",
+                   key=f"eval_cell_page_{run_id}_{split}_{true_label}_{predicted_label}")
 
 st.subheader("Mistakes, most confident first")
 views.show_gallery(workspace, run_id, result.mistakes(), gradcam=gradcam, limit=12,
-                   empty="No mistakes on these images.")
+                   empty="No mistakes on these images.", key=f"eval_mistakes_page_{run_id}_{split}")

@@ -37,7 +37,7 @@ if frame is not None:
     selected = views.render_map(frame)
     if selected:
         st.subheader(f"Selected on the map: {len(selected)}")
-        views.render_thumbnails(frame[frame.file.isin(selected)])
+        views.render_thumbnails(frame[frame.file.isin(selected)], key="explore_selected_page")
     views.render_flagged(frame)
 elif job is None:
     st.info("Press **Draw the map**. The image features are computed once, in a background job that also runs "

@@ -4,6 +4,7 @@ import streamlit as st
 
 from core import runs
 from core.errors import StudioError
+from core.report import run_report
 from ui.charts import curves_figure
 from ui.export_views import render_export_section
 from ui.import_views import render_import_box
@@ -11,6 +12,7 @@ from ui.jobs import get_manager
 from ui.runs_views import runs_table
 from ui.state import get_run_id, get_workspace, set_run_id
 from ui.text import escape_markdown
+from ui.train_views import STOP_LABEL, STOPPING
 
 st.title("Runs & export")
 workspace = get_workspace()
@@ -35,9 +37,10 @@ selected = st.multiselect("Runs to compare", run_ids, default=default, key="runs
 histories = {run_id: runs.load_history(workspace, run_id) for run_id in selected}
 histories = {run_id: history for run_id, history in histories.items() if history}
 if histories:
+    full = st.toggle("Full range (accuracy 0 to 1, loss from 0)", key="runs_full_range")
     left, right = st.columns(2)
-    left.plotly_chart(curves_figure(histories, "loss"))
-    right.plotly_chart(curves_figure(histories, "accuracy"))
+    left.plotly_chart(curves_figure(histories, "loss", full_range=full))
+    right.plotly_chart(curves_figure(histories, "accuracy", full_range=full))
 
 st.divider()
 run_id = st.selectbox("Run to open, export or delete", run_ids,
@@ -45,7 +48,7 @@ run_id = st.selectbox("Run to open, export or delete", run_ids,
 record = next(r for r in records if r["run_id"] == run_id)
 st.subheader(run_id)
 has_model = runs.model_path(workspace, run_id).exists()
-cols = st.columns(4)
+cols = st.columns(5)
 if cols[0].button("Open in Evaluate", disabled=not has_model):
     set_run_id(run_id)
     st.switch_page("pages/evaluate.py")
@@ -57,8 +60,12 @@ if has_model:
     model_file = runs.model_path(workspace, run_id)
     cols[2].download_button("Download model (.keras)", model_file.read_bytes, file_name=f"{run_id}.keras",
                             mime="application/octet-stream", on_click="ignore")
+    cols[4].download_button("Download report (HTML)", lambda: run_report(workspace, run_id).encode(),
+                            file_name=f"{run_id}-report.html", mime="text/html", on_click="ignore",
+                            key="runs_report", help="The model card as one web page: curves, confusion matrix, "
+                                                    "per-class table, data and the honest headline.")
 if record["status"] in ("queued", "running"):
-    if cols[3].button("Stop"):
+    if cols[3].button(STOP_LABEL, disabled=runs.stop_requested(runs.run_dir(workspace, run_id))):
         manager.stop(run_id)
         st.rerun()
 elif st.session_state.get("confirm_delete") == run_id:
@@ -83,8 +90,10 @@ elif cols[3].button("Delete"):
     st.session_state["confirm_delete"] = run_id
     st.rerun()
 
+if record["status"] == "running" and runs.stop_requested(runs.run_dir(workspace, run_id)):
+    st.info(STOPPING)
 if record.get("error"):
-    st.error(escape_markdown(record["error"]))
+    (st.warning if record["status"] == "stopped" else st.error)(escape_markdown(record["error"]))
 with st.expander("Run record"):
     st.json(record)
 

@@ -16,6 +16,7 @@ import streamlit as st
 from core.datasets import Dataset
 from core.errors import StudioError
 from core.splits import SPLIT_ORDER
+from ui.paging import page_of
 from ui.text import escape_markdown
 
 SPLIT_COLOURS = {"train": "#2f6fde", "val": "#f0a202", "test": "#5b8c5a"}
@@ -117,9 +118,11 @@ def render_thumbnails(dataset: Dataset) -> None:
     """A few images of every class."""
     st.subheader("Examples per class")
     for label in dataset.classes:
-        entries = [e for e in dataset.entries if e.label == label][:THUMBNAILS_PER_CLASS]
         st.text(f"{label}  ({dataset.summary['class_totals'][label]} images)")
-        st.image([str(dataset.root / e.file) for e in entries], width=96)
+        entries = page_of([e for e in dataset.entries if e.label == label], THUMBNAILS_PER_CLASS,
+                          key=f"data_class_page_{dataset.id}_{label}")
+        st.image([str(dataset.root / e.file) for e in entries], width=96,
+                 caption=[escape_markdown(e.source) for e in entries])
 
 
 def render_issues(dataset: Dataset) -> None:

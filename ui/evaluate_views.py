@@ -14,6 +14,7 @@ from core.errors import StudioError
 from core.evaluation import EvaluationResult, evaluate_run
 from core.prediction import Predictor
 from core.workspace import Workspace
+from ui.paging import page_of
 from ui.text import escape_markdown
 
 SPLIT_NAMES = {"val": "validation", "test": "test", "all": "dataset", "train": "training"}
@@ -76,31 +77,54 @@ def evaluation(workspace: Workspace, run_id: str, split: str, dataset_id: str | 
                        tuple(sorted((mapping or {}).items())))
 
 
-def confusion_figure(result: EvaluationResult) -> go.Figure:
+def confusion_figure(result: EvaluationResult, *, normalized: bool = False) -> go.Figure:
     """Heatmap of counts (true classes down, predicted across) with a clickable point on each cell.
 
+    With ``normalized`` each row is divided by its class's images, so a cell reads "share of this class's images
+    predicted as that class" (the diagonal is each class's recall) and a small class weighs as much as a large one.
     Plotly heatmaps send no selection events to Streamlit, so an invisible scatter marker sits on
     every cell; clicking a cell selects its marker, whose x / y are the predicted / true class.
     """
     classes = list(result.classes)
     counts = np.asarray(result.confusion)
-    figure = go.Figure(go.Heatmap(z=counts, x=classes, y=classes, colorscale="Blues", showscale=False,
-                                  hoverinfo="skip"))
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    z = shares if normalized else counts
+    figure = go.Figure(go.Heatmap(z=z, x=classes, y=classes, colorscale="Blues", showscale=False,
+                                  hoverinfo="skip", zmin=0, zmax=1 if normalized else None))
     xs = [c for _ in classes for c in classes]
     ys = [t for t in classes for _ in classes]
-    flat = counts.reshape(-1)
-    dark = flat > 0.5 * max(1, int(flat.max()))  # white numbers on the dark cells
+    flat = z.reshape(-1)
+    dark = flat > 0.5 * (1 if normalized else max(1, int(flat.max())))  # white numbers on the dark cells
+    text = [f"{v:.0%}" for v in flat] if normalized else [str(v) for v in flat]
     figure.add_scatter(
-        x=xs, y=ys, mode="markers+text", text=[str(v) for v in flat],
+        x=xs, y=ys, mode="markers+text", text=text, customdata=counts.reshape(-1),
         textfont={"size": 14, "color": ["white" if d else "#1c2333" for d in dark]},
         marker={"symbol": "square", "size": max(18, 240 // max(1, len(classes))), "color": "rgba(0,0,0,0)"},
-        hovertemplate="true %{y}<br>predicted %{x}<br>%{text} images<extra></extra>", showlegend=False,
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata} images<extra></extra>", showlegend=False,
     )
+    title = "Confusion matrix, share of each true class (click a cell)" if normalized \
+        else "Confusion matrix (click a cell)"
     figure.update_layout(height=max(320, 60 * len(classes) + 120), margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                         title="Confusion matrix (click a cell)", clickmode="event+select", dragmode=False)
+                         title=title, clickmode="event+select", dragmode=False)
     # Fixed ranges: the markers would otherwise pad the category axes and shrink the cells.
     figure.update_xaxes(title="predicted", type="category", range=[-0.5, len(classes) - 0.5])
     figure.update_yaxes(title="true", type="category", range=[len(classes) - 0.5, -0.5])
+    return figure
+
+
+def per_class_figure(result: EvaluationResult) -> go.Figure:
+    """Precision and recall of every class as grouped horizontal bars (worst recall at the top)."""
+    rows = sorted(result.per_class, key=lambda row: row["recall"], reverse=True)
+    classes = [row["class"] for row in rows]
+    figure = go.Figure()
+    for metric, colour in (("recall", "#2f6fde"), ("precision", "#9bb7ec")):
+        figure.add_bar(y=classes, x=[row[metric] for row in rows], name=metric, orientation="h",
+                       marker_color=colour, text=[f"{row[metric]:.2f}" for row in rows], textposition="auto")
+    figure.update_layout(title="Precision and recall per class", barmode="group",
+                         height=max(260, 44 * len(classes) + 120), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                         legend={"orientation": "h", "y": -0.2})
+    figure.update_xaxes(range=[0, 1.02])
+    figure.update_yaxes(type="category")
     return figure
 
 
@@ -153,17 +177,19 @@ def _file_gradcam(root: str, run_id: str, stamp: float, file: str, class_name: s
 
 
 def show_gallery(workspace: Workspace, run_id: str, records: list[dict], *, gradcam: bool, limit: int,
-                 empty: str) -> None:
-    """Images of ``records`` in a grid, captioned with true / predicted label and probability."""
+                 empty: str, key: str) -> None:
+    """Images of ``records`` in a grid, a page of ``limit`` at a time, captioned with the name the user gave each
+    image, its true / predicted label and probability (the stored file in the image's tooltip column below)."""
     if not records:
         st.caption(empty)
         return
     stamp = _model_stamp(workspace, run_id)
-    shown = records[:limit]
+    shown = page_of(records, limit, key=key)
     columns = st.columns(GALLERY_COLUMNS)
     for position, record in enumerate(shown):
-        caption = f"{Path(record['file']).name}: true {record['true']}, predicted {record['predicted']} " \
-                  f"({record['confidence']:.0%})"
+        name = record.get("name") or Path(record["file"]).name
+        caption = escape_markdown(f"{name}: true {record['true']}, predicted {record['predicted']} "
+                                  f"({record['confidence']:.0%})")
         with columns[position % GALLERY_COLUMNS]:
             image = record["file"]
             if gradcam:
@@ -173,5 +199,4 @@ def show_gallery(workspace: Workspace, run_id: str, records: list[dict], *, grad
                     st.error(escape_markdown(str(exc)))
                     gradcam = False  # the same reason holds for every image of this model: say it once
             st.image(image, caption=caption, width="stretch")
-    if len(records) > len(shown):
-        st.caption(f"Showing {len(shown)} of {len(records)} images.")
+

@@ -14,6 +14,7 @@ from core.errors import StudioError
 from core.projection import build_embedding_map, embeddings_csv, embeddings_npz, load_embeddings
 from core.versions import create_version, list_versions, repeat_run_config
 from core.weights import weights_available
+from ui.paging import page_of
 from ui.state import set_dataset_id, set_run_id
 from ui.text import escape_markdown
 
@@ -110,13 +111,11 @@ def render_map(frame: pd.DataFrame) -> list[str]:
     return frame.file.iloc[rows].tolist() if rows else []
 
 
-def render_thumbnails(frame: pd.DataFrame, limit: int = THUMBNAILS) -> None:
-    """Thumbnails of the first ``limit`` rows with their (escaped) names and labels."""
-    shown = frame.head(limit)
-    st.image(shown.path.tolist(), width=96,
-             caption=[escape_markdown(f"{row.source} ({row.label})") for row in shown.itertuples()])
-    if len(frame) > limit:
-        st.caption(f"… and {len(frame) - limit} more.")
+def render_thumbnails(frame: pd.DataFrame, *, key: str, limit: int = THUMBNAILS) -> None:
+    """Thumbnails of the rows, ``limit`` a page, with their (escaped) names and labels."""
+    shown = page_of(list(frame.itertuples()), limit, key=key)
+    st.image([row.path for row in shown], width=96,
+             caption=[escape_markdown(f"{row.source} ({row.label})") for row in shown])
 
 
 def render_flagged(frame: pd.DataFrame) -> None:
@@ -129,7 +128,7 @@ def render_flagged(frame: pd.DataFrame) -> None:
     st.dataframe(flagged[["source", "label", "split", "reason", "neighbour_agreement"]], hide_index=True,
                  width="stretch", column_config={"neighbour_agreement": st.column_config.ProgressColumn(
                      "neighbours agreeing", min_value=0.0, max_value=1.0, format="percent")})
-    render_thumbnails(flagged)
+    render_thumbnails(flagged, key="explore_flagged_page")
 
 
 def _choose(files: list[str]) -> None:

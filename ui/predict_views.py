@@ -9,7 +9,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.archive import spool_upload
+from core.archive import discard_spooled, spool_upload
 from core.errors import StudioError
 from core.prediction import UNKNOWN_LABEL, Predictor, read_zip_images, results_csv, results_frame
 from core.workspace import Workspace
@@ -22,12 +22,12 @@ MAX_DETAILED = 24     # images drawn one by one with their bars; the table lists
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the bundle…")
-def _bundle_predictor(digest: str, _data: bytes, _tmp_dir: str) -> Predictor:
-    path = spool_upload(io.BytesIO(_data), Path(_tmp_dir))
+def _bundle_predictor(digest: str, _data: bytes, _tmp_dir: str, name: str) -> Predictor:
+    path = spool_upload(io.BytesIO(_data), Path(_tmp_dir), name)  # messages name the user's file
     try:
         return Predictor.from_bundle(path)
     finally:
-        path.unlink(missing_ok=True)
+        discard_spooled(path)
 
 
 def bundle_predictor(workspace: Workspace, upload) -> tuple[Predictor, str]:
@@ -35,7 +35,7 @@ def bundle_predictor(workspace: Workspace, upload) -> tuple[Predictor, str]:
     data = upload.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     workspace.tmp_dir.mkdir(parents=True, exist_ok=True)
-    return _bundle_predictor(digest, data, str(workspace.tmp_dir)), f"bundle-{digest[:16]}"
+    return _bundle_predictor(digest, data, str(workspace.tmp_dir), upload.name), f"bundle-{digest[:16]}"
 
 
 def run_predictor(workspace: Workspace, run_id: str) -> tuple[Predictor, str]:

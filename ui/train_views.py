@@ -33,6 +33,9 @@ DEFAULTS = {"head": "auto", "epochs": 10, "fine_tune_epochs": 10, "batch_size": 
             "distribution": "auto", "resize": "squash"}
 ACTIVE = ("queued", "running")
 LIVE_POLL_S = 1.0
+STOP_LABEL = "Stop training"
+STOPPING = "Stopping… the run ends after the current batch and keeps the best model so far."
+
 LIVE_CACHE = "_live_runs"
 LIVE_READS = "_live_reads"  # how many times a live view re-read a run from disk (tests count it)
 
@@ -137,9 +140,16 @@ def live_run(run_id: str) -> None:
     """
     record = _live_entry(run_id)["record"]
     if record is not None and record["status"] in ACTIVE:
+        hide_script_stop()
         st.fragment(_live_view, run_every=LIVE_POLL_S)(run_id)
     else:
         _live_view(run_id)
+
+
+def hide_script_stop() -> None:
+    """Hide Streamlit's own running indicator and its Stop (it stops a page script, never the training), so the
+    one Stop on screen while a run is live is the run's own."""
+    st.html("<style>[data-testid='stStatusWidget']{display:none !important}</style>")
 
 
 def _stamp(run_id: str) -> tuple:
@@ -168,7 +178,8 @@ def _live_entry(run_id: str) -> dict:
         same_history = entry is not None and entry["stamp"][2] == stamp[2] and entry.get("figures")
         figures = entry["figures"] if same_history else (
             (live_curves_spec(history, "loss"), live_curves_spec(history, "accuracy")) if history else None)
-        entry = {"stamp": stamp, "record": snap["record"], "progress": snap["progress"], "figures": figures}
+        entry = {"stamp": stamp, "record": snap["record"], "progress": snap["progress"], "figures": figures,
+                 "history": history}
         st.session_state[LIVE_READS] = st.session_state.get(LIVE_READS, 0) + 1
     cache[run_id] = entry
     return entry
@@ -187,9 +198,13 @@ def _live_view(run_id: str) -> None:
         st.rerun(scope="app")  # the run ended: a full run draws it once more, without polling
     render_status(run_id, record, entry["progress"])
     if entry["figures"]:
+        full = st.toggle("Full range (accuracy 0 to 1, loss from 0)", key=f"full_range_{run_id}")
+        figures = entry["figures"] if not full else (
+            live_curves_spec(entry["history"], "loss", full_range=True),
+            live_curves_spec(entry["history"], "accuracy", full_range=True))
         left, right = st.columns(2)
-        left.vega_lite_chart(entry["figures"][0], key=f"loss_{run_id}")
-        right.vega_lite_chart(entry["figures"][1], key=f"acc_{run_id}")
+        left.vega_lite_chart(figures[0], key=f"loss_{run_id}")
+        right.vega_lite_chart(figures[1], key=f"acc_{run_id}")
 
 
 def render_honesty(record: dict) -> None:
@@ -218,6 +233,8 @@ def render_status(run_id: str, record: dict, progress: dict) -> None:
         running, queued = manager.server_counts()
         st.info(f"Waiting in the queue: position {manager.queue_position(run_id) or '?'} of {queued} "
                 f"({running} running, at most {manager.max_jobs} at once).")
+    elif status == "running" and runs.stop_requested(runs.run_dir(get_workspace(), run_id)):
+        st.info(STOPPING)
     elif status == "running":
         stage = progress.get("stage", "starting")
         batch, of = progress.get("batch"), progress.get("of")
@@ -246,6 +263,7 @@ def render_status(run_id: str, record: dict, progress: dict) -> None:
         if record.get("error_details"):
             with st.expander("Details"):
                 st.code(record["error_details"])
-    if status in ACTIVE and st.button("Stop", key=f"stop_{run_id}", type="secondary"):
-        manager.stop(run_id)
-        st.toast("Stop requested: training ends after the current batch.")
+    if status in ACTIVE:
+        stopping = runs.stop_requested(runs.run_dir(get_workspace(), run_id))
+        st.button(STOP_LABEL, key=f"stop_{run_id}", type="secondary", disabled=stopping, on_click=manager.stop,
+                  args=(run_id,), help="Ends the run after the current batch and keeps the best model so far.")

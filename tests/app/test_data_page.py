@@ -75,6 +75,14 @@ def test_uploading_a_bad_zip_shows_an_error_and_no_exception(app, tmp_path):
     assert app.info[0].value.startswith("Upload a zip")
 
 
+def test_a_broken_upload_is_named_by_the_users_file_name(app, app_workspace):
+    app.file_uploader(key="data_upload").set_value(("holiday photos (2).zip", b"just text", "application/zip")).run()
+    message = app.error[0].value.replace("\\", "")  # shown with markdown escaped
+    assert "'holiday photos (2).zip' is not a readable zip file" in message
+    assert "upload-" not in message
+    assert list(app_workspace.tmp_dir.iterdir()) == []  # the server's copy is gone
+
+
 def test_datasets_can_be_reopened_and_deleted_with_confirmation(app, tmp_path):
     data = make_zip(tmp_path / "pets.zip", class_files()).read_bytes()
     app.file_uploader(key="data_upload").set_value(("pets.zip", data, "application/zip")).run()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from core.evaluation import evaluate_run
@@ -24,7 +22,10 @@ def test_evaluate_page_shows_accuracy_per_class_table_and_confusion_matrix(tiny_
     table = _table(at, "precision")
     assert list(table["class"]) == list(tiny_run.dataset.classes)
     assert table["support"].sum() == len(tiny_run.dataset.paths("val"))
-    assert len(at.get("plotly_chart")) == 2  # confusion matrix and accuracy vs threshold
+    assert [b.proto.label for b in at.get("download_button")] == ["Download report (HTML)"]
+    assert len(at.get("plotly_chart")) == 3  # per-class bars, confusion matrix and accuracy vs threshold
+    at.toggle(key="eval_normalized").set_value(True).run()
+    assert not at.exception and len(at.get("plotly_chart")) == 3
 
 
 def _captions(at) -> list[str]:
@@ -39,8 +40,29 @@ def test_picking_a_cell_with_the_selectboxes_shows_its_images(tiny_run):
     at.selectbox(key=f"eval_predicted_{tiny_run.run_id}").set_value("green").run()
     assert not at.exception and not at.error
     # Correct answers never appear among the mistakes, so these captions come from the cell gallery only.
-    cell = [c for c in _captions(at) if "true green, predicted green" in c]
-    assert sorted(c.split(":")[0] for c in cell) == sorted(Path(r["file"]).name for r in expected)
+    cell = [c.replace("\\", "") for c in _captions(at) if "true green, predicted green" in c.replace("\\", "")]
+    sources = {str(tiny_run.dataset.root / e.file): e.source for e in tiny_run.dataset.entries}
+    # Captioned with the path inside the user's upload, not the stored copy's name.
+    assert sorted(c.split(":")[0] for c in cell) == sorted(sources[r["file"]] for r in expected)
+    assert all(c.startswith("green/") for c in cell)
+
+
+def test_a_pager_walks_through_every_item_with_a_count():
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        import streamlit as st
+
+        from ui.paging import page_of
+
+        st.session_state["shown"] = page_of(list(range(30)), 12, key="pager")
+
+    at = AppTest.from_function(script).run()
+    assert at.session_state["shown"] == list(range(12))
+    assert "Images 1-12 of 30 (page 1 of 3)." in [c.value for c in at.caption]
+    at.number_input(key="pager").set_value(3).run()
+    assert at.session_state["shown"] == list(range(24, 30))
+    assert "Images 25-30 of 30 (page 3 of 3)." in [c.value for c in at.caption]
 
 
 def test_evaluate_page_without_runs_says_to_train_first(tmp_path, monkeypatch):

@@ -60,3 +60,19 @@ def test_delete_asks_for_confirmation_then_removes_the_run(app_workspace, two_ru
     next(b for b in at.button if b.label == "Yes, delete").click().run()
     assert not at.exception
     assert [r["run_id"] for r in runs.list_runs(app_workspace)] == [two_runs[1]]
+
+
+def test_the_accuracy_axis_fits_the_compared_runs_with_the_full_range_one_click_away(two_runs):
+    import json
+
+    at = open_page("runs")
+    at.multiselect(key="runs_compare").set_value(two_runs).run()
+
+    def accuracy_range(at):
+        figure = json.loads(at.get("plotly_chart")[1].proto.spec)
+        return figure["layout"]["yaxis"]["range"]
+
+    low, high = accuracy_range(at)
+    assert 0.4 < low < 0.5 and 0.95 < high < 1.02  # the data (0.5 to 0.95) with a little room
+    at.toggle(key="runs_full_range").set_value(True).run()
+    assert accuracy_range(at) == [0.0, 1.02]

@@ -59,8 +59,12 @@ def test_stop_ends_a_running_job(sample_dataset):
     at = open_page("train", dataset=sample_dataset.id)
     _configure(at, epochs=500)
     _start(at)
-    at = rerun_until(at, lambda at: any(b.label == "Stop" for b in at.button) and at.get("vega_lite_chart"))
-    next(b for b in at.button if b.label == "Stop").click()
+    at = rerun_until(at, lambda at: any(b.label == "Stop training" for b in at.button) and at.get("vega_lite_chart"))
+    assert any("stStatusWidget" in h.proto.body for h in at.get("html"))  # Streamlit's own Stop is hidden
+    next(b for b in at.button if b.label == "Stop training").click().run()
+    assert any(i.value.startswith("Stopping") for i in at.info), _texts(at)  # in the click's own rerun
+    stop = [b for b in at.button if b.label == "Stop training"]
+    assert len(stop) == 1 and stop[0].disabled
     at = rerun_until(at, lambda at: "Stopped" in _texts(at), timeout=120)
 
 
@@ -89,6 +93,6 @@ def test_a_second_session_waits_in_the_queue_and_shows_its_place(sample_dataset)
     _configure(second, epochs=2)
     _start(second)
     assert any("position 1 of 1" in info.value for info in second.info), _texts(second)
-    next(b for b in first.button if b.label == "Stop").click()
+    next(b for b in first.button if b.label == "Stop training").click()
     first.run()
     rerun_until(second, lambda at: "Finished" in _texts(at))

@@ -32,7 +32,7 @@ from tests.trained_run import shared_tiny_run
 
 SCRIPT = Path(__file__).resolve().parents[2] / "core" / "bundle_predict.py"
 BUNDLE_FILES = {"model.keras", "model.tflite", "labels.json", "config.json", "metrics.json", "MODEL_CARD.md",
-                "predict.py"}
+                "REPORT.html", "predict.py"}
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +105,15 @@ def test_bundle_holds_model_labels_config_metrics_card_and_script(tiny, bundle):
     for heading in ("## Data", "## Model and training", "## Metrics", "## Intended use", "## Limits"):
         assert heading in card
     assert "Confusion matrix" in card and "| true \\ predicted | blue | green | red |" in card
+
+
+def test_bundle_holds_a_self_contained_html_report(tiny, bundle):
+    report = zipfile.ZipFile(bundle).read("REPORT.html").decode()
+    assert report.startswith("<!doctype html>") and "<script" not in report and "http" not in report
+    metrics = json.loads(zipfile.ZipFile(bundle).read("metrics.json"))
+    assert f"accuracy {metrics['evaluation']['accuracy']:.1%}" in report
+    for part in ("Learning curves", "<svg", "Confusion matrix", "<th>precision</th>", "Data"):
+        assert part in report
 
 
 def _predict_in_fresh_process(bundle, images, folder, runtime="auto", expect_runtime="LiteRT (model.tflite)"):
@@ -221,3 +230,14 @@ def test_export_errors_are_export_or_run_errors(tiny, tmp_path):
     (tmp_path / "taken" / f"{tiny.run_id}-savedmodel" / "f").write_text("x")
     with pytest.raises(ExportError, match="already exists"):
         export_savedmodel(tiny.workspace, tiny.run_id, tmp_path / "taken")
+
+
+def test_run_report_is_the_html_card_of_the_runs_headline_split(tiny):
+    from core.report import run_report
+
+    report = run_report(tiny.workspace, tiny.run_id)
+    from core import runs
+
+    headline = runs.load_run(tiny.workspace, tiny.run_id).get("headline") or {}
+    split = {"val": "validation", "test": "test"}[headline.get("split", "val")]
+    assert f"On the {split} split: accuracy" in report and "<script" not in report

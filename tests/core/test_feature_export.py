@@ -28,8 +28,9 @@ def test_exported_embeddings_match_the_cache_and_the_cli(workspace, tmp_path):
     assert archive["splits"].tolist() == [e.split for e in entries]
 
     rows = list(csv.reader(io.StringIO(embeddings_csv(found).decode())))
-    assert rows[0][:4] == ["file", "label", "split", "f0"] and len(rows[0]) == 3 + expected.shape[1]
-    np.testing.assert_array_equal(np.array([r[3:] for r in rows[1:]], dtype=np.float32), expected)
+    assert rows[0][:5] == ["file", "label", "split", "source", "f0"] and len(rows[0]) == 4 + expected.shape[1]
+    np.testing.assert_array_equal(np.array([r[4:] for r in rows[1:]], dtype=np.float32), expected)
+    assert [r[3] for r in rows[1:]] == [e.source for e in entries] == archive["sources"].tolist()
 
     out = tmp_path / "features.npz"
     done = subprocess.run([sys.executable, "-m", "core", "embeddings", dataset.id, "--image-size", "96",

@@ -41,7 +41,7 @@ def server(tmp_path_factory):
          "--server.address", "127.0.0.1", "--server.headless", "true"],
         cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
+    deadline = time.time() + 180  # a loaded machine (niced tests) can take over a minute to import TensorFlow
     while time.time() < deadline:
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":

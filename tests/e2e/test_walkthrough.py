@@ -1,4 +1,5 @@
-"""The whole walk in a real browser: sample data, quick training, evaluate, predict, export.
+"""The whole walk in a real browser: a broken upload, sample data (paging a gallery), quick training, a stopped
+fine-tune run, evaluate, predict, export.
 
 Screenshots of each step go to a temporary folder; ``TRANSFER_STUDIO_SCREENSHOTS=1 ./test.sh tests/e2e``
 refreshes the README's pictures in docs/screenshots/ instead.
@@ -25,9 +26,17 @@ def _go(page, url: str, path: str) -> None:
 def test_walk_from_sample_data_to_exported_model(server, page, tmp_path):
     url, _ = server
     _go(page, url, "")
+    broken = tmp_path / "holiday photos.zip"
+    broken.write_bytes(b"this is not a zip")
+    page.locator("input[type=file]").first.set_input_files(str(broken))
+    page.get_by_text("'holiday photos.zip' is not a readable zip file").wait_for()  # the user's name, not the server's
     page.get_by_role("button", name="Use the sample dataset").click()
     page.get_by_text("Current dataset").first.wait_for()
     page.locator(".stPlotlyChart").first.wait_for()
+    page.get_by_text("Images 1-6 of 50 (page 1 of 9).").first.wait_for()  # each class's gallery pages
+    pager = page.get_by_test_id("stNumberInput").filter(has_text="Page").first
+    _click(pager.get_by_test_id("stNumberInputStepUp"))
+    page.get_by_text("Images 7-12 of 50 (page 2 of 9).").first.wait_for()
     screenshot(page, "1-data")
 
     page.get_by_role("link", name=re.compile("Train")).click()
@@ -41,6 +50,17 @@ def test_walk_from_sample_data_to_exported_model(server, page, tmp_path):
     charts.first.wait_for()
     assert charts.count() >= 2
     screenshot(page, "3-train-finished")
+
+    _click(page.get_by_text("Best accuracy", exact=True))  # a fine-tune run, stopped in its second phase
+    page.wait_for_timeout(1000)
+    _click(page.get_by_role("button", name="Start training"))
+    page.get_by_role("button", name="Stop training").wait_for()
+    page.get_by_text(re.compile("phase 2: epoch")).wait_for(timeout=TRAIN_TIMEOUT_MS)
+    assert page.get_by_role("button", name=re.compile("Stop")).count() == 1  # ours; Streamlit's own is hidden
+    assert not page.get_by_test_id("stStatusWidget").is_visible()
+    _click(page.get_by_role("button", name="Stop training"))
+    page.get_by_text(re.compile("^Stopping")).wait_for(timeout=10_000)
+    page.get_by_text(re.compile(r"^Stopped\.")).wait_for(timeout=120_000)
 
     page.get_by_role("button", name="Open in Evaluate").click()
     page.get_by_text("Per class").wait_for()
