@@ -10,7 +10,7 @@ from core.errors import ConfigError
 STRATEGIES = ("feature-extraction", "fine-tune", "from-scratch")
 RESIZE_MODES = ("squash", "crop", "pad", "crop-lanczos")
 CLASS_WEIGHT_MODES = ("auto", "on", "off")
-DISTRIBUTION_MODES = ("auto", "default", "mirrored")
+DISTRIBUTION_MODES = ("auto", "default", "mirrored", "multi-worker")
 HEAD_MODES = ("auto", "linear", "mlp", "keras")
 
 # Presets the Train page offers; each is a partial TrainConfig.
@@ -52,7 +52,9 @@ class TrainConfig:
         early_stopping_patience: Epochs without improvement on the selection images before stopping (0: off).
         seed: Makes runs repeatable.
         weights: ``imagenet`` or ``none``; ``from-scratch`` always uses ``none``.
-        distribution: ``auto`` (MirroredStrategy on several GPUs), ``default`` or ``mirrored``.
+        distribution: ``auto`` (MirroredStrategy on several GPUs, MultiWorkerMirroredStrategy when ``TF_CONFIG``
+            names workers), ``default``, ``mirrored`` or ``multi-worker`` (``batch_size`` is then the global batch,
+            split evenly over the workers).
     """
 
     dataset_id: str
