@@ -93,7 +93,8 @@ def describe_strategy(strategy, batch_size: int) -> dict:
     workers = 1
     if is_multi_worker(strategy):
         workers = strategy.cluster_resolver.cluster_spec().num_tasks("worker") or 1
-    return {"strategy": type(strategy).__name__.replace("_DefaultDistributionStrategy", "default"),
+    name = "MultiWorkerMirroredStrategy" if workers > 1 or is_multi_worker(strategy) else type(strategy).__name__
+    return {"strategy": name.replace("_DefaultDistributionStrategy", "default"),
             "replicas": int(strategy.num_replicas_in_sync), "workers": int(workers),
             "global_batch": int(batch_size), "per_worker_batch": int(batch_size // workers),
             "per_replica_batch": int(batch_size // strategy.num_replicas_in_sync)}
