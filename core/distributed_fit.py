@@ -82,10 +82,21 @@ def fit_across_workers(parts, model, *, train: Source, val: Source, phase: int, 
         return _fit(parts, model, train, val, phase=phase, steps=steps, epochs=epochs, initial_epoch=initial_epoch,
                     best=best, validation_steps=validation_steps)
     except LOST_WORKER_ERRORS as exc:
-        raise WorkerLost(f"A training worker stopped answering, so the run across "
-                         f"{_worker_count(parts.strategy)} workers failed ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200]}). Check that every worker machine is up and reachable, "
-                         "then train again.") from exc
+        raise WorkerLost(f"A training worker stopped answering ({_lost_peer(parts.strategy, exc)}), so the run "
+                         f"across {_worker_count(parts.strategy)} workers failed. Check that every worker machine is "
+                         "up and reachable, then train again.") from exc
+
+
+def _lost_peer(strategy, exc) -> str:
+    """Which worker TensorFlow's error names (``/job:worker/replica:0/task:N``), with its address."""
+    import re
+
+    found = re.search(r"/job:worker/replica:\d+/task:(\d+)", str(exc))
+    if not found:
+        return type(exc).__name__
+    index = int(found.group(1))
+    addresses = strategy.cluster_resolver.cluster_spec().as_dict().get("worker", [])
+    return f"worker {index}" + (f" at {addresses[index]}" if index < len(addresses) else "")
 
 
 def _fit(parts, model, train, val, *, phase, steps, epochs, initial_epoch, best, validation_steps) -> Best:
