@@ -75,12 +75,7 @@ def test_a_killed_worker_fails_the_run_with_a_clear_message_in_bounded_time(work
     processes = start_local_workers(_train_args(workspace, dataset.id, "--epochs", "1", "--fine-tune-epochs", "200"),
                                     logs=tmp_path, env={"TRANSFER_STUDIO_COLLECTIVE_TIMEOUT_S": "60"})
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not any(
-                json.loads(p.read_text() or "{}").get("stage") == "phase 2"
-                for p in workspace.runs_dir.glob("*/progress.json")):
-            assert processes[0].poll() is None, _logs(tmp_path)
-            time.sleep(1)
+        _wait_for_phase_two(workspace, processes, tmp_path)
         time.sleep(3)  # inside the fine-tune phase's steps
         os.kill(processes[1].pid, signal.SIGKILL)
         killed_at = time.monotonic()
@@ -92,9 +87,39 @@ def test_a_killed_worker_fails_the_run_with_a_clear_message_in_bounded_time(work
     assert processes[0].returncode == 2, _logs(tmp_path)
     (record,) = runs.list_runs(workspace)
     assert record["status"] == "failed"
-    assert "worker stopped answering" in record["error"], record["error"]
+    assert "worker stopped answering (worker 1 at 127.0.0.1:" in record["error"], record["error"]
     assert "error: A training worker stopped answering" in (tmp_path / "worker-0.log").read_text()
     assert waited < 180
+
+
+def _wait_for_phase_two(workspace, processes, tmp_path, timeout=600):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in workspace.runs_dir.glob("*/progress.json"):
+            if json.loads(path.read_text() or "{}").get("stage") == "phase 2":
+                return path.parent.name
+        assert processes[0].poll() is None, _logs(tmp_path)
+        time.sleep(1)
+    raise AssertionError(f"no phase 2 in {timeout} s: {_logs(tmp_path)}")
+
+
+def test_stop_on_the_chief_ends_every_worker_after_the_same_batch(workspace, tmp_path):
+    dataset = create_sample_dataset(workspace)
+    processes = start_local_workers(_train_args(workspace, dataset.id, "--epochs", "1", "--fine-tune-epochs", "200"),
+                                    logs=tmp_path, env={"TRANSFER_STUDIO_COLLECTIVE_TIMEOUT_S": "120"})
+    try:
+        run_id = _wait_for_phase_two(workspace, processes, tmp_path)
+        time.sleep(3)
+        runs.request_stop(workspace, run_id)
+        assert _wait(processes, 240) == [0, 0], _logs(tmp_path)
+    finally:
+        for process in processes:
+            process.kill()
+    record = runs.load_run(workspace, run_id)
+    assert record["status"] == "stopped", record.get("error")
+    history = runs.load_history(workspace, run_id)
+    assert history[-1]["partial"] is True and len(history) < 201
+    assert runs.load_run_model(workspace, run_id) is not None
 
 
 def test_tf_config_names_the_chief_and_the_others():
