@@ -10,7 +10,7 @@ from core.errors import ConfigError
 STRATEGIES = ("feature-extraction", "fine-tune", "from-scratch")
 RESIZE_MODES = ("squash", "crop", "pad", "crop-lanczos")
 CLASS_WEIGHT_MODES = ("auto", "on", "off")
-DISTRIBUTION_MODES = ("auto", "default", "mirrored")
+DISTRIBUTION_MODES = ("auto", "default", "mirrored", "multi-worker")
 HEAD_MODES = ("auto", "linear", "mlp", "keras")
 # How a base model from a file expects its pixels: 0..255 as they are, 0..1, -1..1, or caffe BGR minus means;
 # ``auto`` reads it from the model (it carries a Rescaling or Normalization layer of its own: raw).
@@ -55,7 +55,9 @@ class TrainConfig:
         early_stopping_patience: Epochs without improvement on the selection images before stopping (0: off).
         seed: Makes runs repeatable.
         weights: ``imagenet`` or ``none``; ``from-scratch`` always uses ``none``.
-        distribution: ``auto`` (MirroredStrategy on several GPUs), ``default`` or ``mirrored``.
+        distribution: ``auto`` (MirroredStrategy on several GPUs, MultiWorkerMirroredStrategy when ``TF_CONFIG``
+            names workers), ``default``, ``mirrored`` or ``multi-worker`` (``batch_size`` is then the global batch,
+            split evenly over the workers).
         base_model: Empty for a registry backbone; else the base the run starts from: a finished run's id (its
             model below the head) or ``file-<sha256[:12]>``, a model file stored in the workspace
             (see ``core.base_models``).

@@ -106,6 +106,10 @@ class JobManager:
         workspace = workspace or self.workspace
         dataset = load_dataset(workspace, config.dataset_id)
         check_trainable(config, workspace)
+        if config.distribution == "multi-worker":
+            from core.cluster import require_workers
+
+            require_workers()
         check_run_room(workspace, sum(r.get("status") in runs.ACTIVE_STATUSES for r in runs.list_runs(workspace)))
         run_id = runs.create_run(workspace, config, classes=dataset.classes, status="queued")
         runs.update_run(workspace, run_id, queued_at=time.time(), space=workspace.space)
@@ -216,7 +220,7 @@ class JobManager:
         command = [sys.executable, "-m", "core", "worker", run_id, "--workspace", str(workspace.root),
                    "--parent-pid", str(os.getpid())]
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
+                                   stdin=subprocess.DEVNULL, env=_worker_environment(record))
         log.close()
         nice = int(os.environ.get(NICE_ENV, "0") or 0)
         if nice:  # a classroom server: training yields to the pages, which stay quick while a run trains
@@ -237,6 +241,15 @@ class JobManager:
                                 finished_at=time.time(),
                                 error=f"The training process ended unexpectedly (exit code {code}: killed or out "
                                       "of memory). Try a smaller batch size or image size, then start again.")
+
+
+def _worker_environment(record: dict) -> dict | None:
+    """A run across the configured workers trains as worker 0 (the chief) of their cluster; others inherit."""
+    if (record.get("config") or {}).get("distribution") != "multi-worker":
+        return None
+    from core.cluster import configured_workers, tf_config
+
+    return {**os.environ, "TF_CONFIG": tf_config(configured_workers(), 0)}
 
 
 def _signal(send) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from core import runs
+from core.distribute import is_multi_worker
 from core.progress import Best, BestWeights, ProgressCallback
 from core.roles import DataRoles, accuracy_with_interval
 
@@ -237,10 +238,11 @@ def _fit_chosen_head(parts: RunParts, index, *, score_by_cv: bool = False) -> Be
     winner = candidate_from_dict(results[0]["candidate"])
     parts.head_candidate = winner
     fitted = fit_candidate(winner, fit_x, fit_y, parts.num_classes, seed=parts.config.seed)
-    head = build_head(int(fit_x.shape[1]), parts.num_classes, dropout=parts.config.dropout,
-                      hidden_units=fitted.hidden_units, seed=parts.config.seed)
-    load_head_weights(head, fitted)
-    parts.model = replace_head(parts.model, head)
+    with parts.strategy.scope():  # the new head's variables must belong to the run's strategy, as the model's do
+        head = build_head(int(fit_x.shape[1]), parts.num_classes, dropout=parts.config.dropout,
+                          hidden_units=fitted.hidden_units, seed=parts.config.seed)
+        load_head_weights(head, fitted)
+        parts.model = replace_head(parts.model, head)
     selection = {"candidates": [{k: v for k, v in r.items() if k != "candidate"} for r in results],
                  "chosen": winner.name, "folds": results[0]["folds"], "fit_images": int(len(fit_y))}
     runs.update_run(parts.workspace, parts.run_id, head_selection=selection)
@@ -276,6 +278,13 @@ def _fit_keras_head(parts: RunParts, fit_x, fit_y) -> Best:
     parts.compile(head, learning_rate_schedule(config.effective_learning_rate, steps, config.epochs, warmup=False))
     train = tf.data.Dataset.from_tensor_slices((fit_x, fit_y)).shuffle(len(fit_y), seed=config.seed)
     sel_x, sel_y = _selection_features(parts)
+    if is_multi_worker(parts.strategy):
+        from core.distributed_fit import array_source, fit_across_workers
+
+        return fit_across_workers(parts, head, train=array_source(fit_x, fit_y, training=True, seed=config.seed),
+                                  val=array_source(sel_x, sel_y, training=False), phase=1, steps=steps,
+                                  epochs=config.epochs, initial_epoch=0, best=None,
+                                  validation_steps=math.ceil(len(sel_y) / config.batch_size))
     val = tf.data.Dataset.from_tensor_slices((sel_x, sel_y)).batch(config.batch_size)
     return _fit(parts, head, train.batch(config.batch_size), val, phase=1, steps=steps, epochs=config.epochs,
                 initial_epoch=0, best=None, validation_steps=math.ceil(len(sel_y) / config.batch_size))
@@ -296,6 +305,8 @@ def fit_image_phase(parts: RunParts, *, phase: int, trainable: str, epochs: int,
     steps = math.ceil(len(roles.fit_index) / config.batch_size)
     parts.compile(parts.model, learning_rate_schedule(learning_rate, steps, epochs, warmup=trainable != "frozen"))
     size, batch_size, resize = parts.image_size, config.batch_size, config.resize
+    if is_multi_worker(parts.strategy):
+        return _fit_images_across_workers(parts, phase=phase, epochs=epochs, steps=steps, augment=augment, best=best)
     train = make_image_dataset(parts.paths("train", roles.fit_index), parts.labels("train", roles.fit_index),
                                image_size=size, batch_size=batch_size, resize=resize, shuffle=True, seed=config.seed,
                                augment=build_augmentation(config.seed) if augment else None)
@@ -310,6 +321,19 @@ def fit_image_phase(parts: RunParts, *, phase: int, trainable: str, epochs: int,
     if best is not None and kept is best:  # no epoch beat the earlier phase: its weights are back, backbone and all
         parts.backbone_changed = backbone_changed
     return kept
+
+
+def _fit_images_across_workers(parts: RunParts, *, phase, epochs, steps, augment, best) -> Best:
+    from core.distributed_fit import fit_across_workers, image_source
+
+    roles = parts.roles
+    initial_epoch = len(parts.reporter.history)
+    parts.reporter.stage(f"phase {phase}", phase_started_epoch=initial_epoch + 1)
+    return fit_across_workers(
+        parts, parts.model, train=image_source(parts, "train", roles.fit_index, training=True, augment=augment),
+        val=image_source(parts, roles.selection_split, roles.selection_index, training=False), phase=phase,
+        steps=steps, epochs=initial_epoch + epochs, initial_epoch=initial_epoch, best=best,
+        validation_steps=math.ceil(len(roles.selection_index) / parts.config.batch_size))
 
 
 def _fit(parts: RunParts, model, train, val, *, phase, steps, epochs, initial_epoch, best, validation_steps):

@@ -82,9 +82,10 @@ def execute_run(workspace: Workspace, run_id: str, *, on_epoch=None) -> dict:
 
 def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: RunReporter, timings: dict) -> dict:
     from core.backbones import get_backbone
+    from core.cluster import cluster_task
     from core.continuation import starting_point
     from core.datasets import load_dataset
-    from core.distribute import choose_strategy, configure_precision
+    from core.distribute import choose_strategy, configure_precision, describe_strategy, is_multi_worker
     from core.images import DEFAULT_MAX_SIDE
     from core.models import build_classifier
     from core.phases import RunParts, fit_head_phase, fit_image_phase, headline_of
@@ -111,6 +112,8 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
                     max_side=dataset.summary.get("max_side") or DEFAULT_MAX_SIDE)
     keras.utils.set_random_seed(config.seed)
     strategy = choose_strategy(config.distribution)
+    runs.update_run(workspace, run_id, distribution=describe_strategy(strategy, config.batch_size),
+                    **({"cluster": task.describe()} if (task := cluster_task()) and is_multi_worker(strategy) else {}))
     with strategy.scope():
         head = {"dropout": config.dropout, "hidden_units": config.hidden_units, "seed": config.seed}
         model = start.load_model(dataset.classes) if start else base.build_classifier(

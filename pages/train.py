@@ -57,6 +57,7 @@ st.radio("Preset", list(PRESETS), key="train_preset", horizontal=True, index=Non
               "Best accuracy: adds fine-tuning of the whole network.")
 strategy = views.strategy_picker()
 settings = views.render_advanced(spec)
+settings["distribution"] = views.workers_option() or settings["distribution"]
 
 try:
     config = TrainConfig(dataset_id=dataset.id, backbone=backbone, strategy=strategy, **settings)

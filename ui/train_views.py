@@ -125,6 +125,25 @@ def render_advanced(spec) -> dict:
     return values
 
 
+def workers_option() -> str | None:
+    """``multi-worker`` when the server lists worker machines and the person ticks "Train on N workers"."""
+    from core.cluster import WORKERS_ENV, configured_workers
+    from core.errors import ConfigError
+
+    try:
+        workers = configured_workers()
+    except ConfigError as exc:
+        st.warning(f"Training across workers is off: {escape_markdown(str(exc))}")
+        return None
+    if not workers:
+        return None
+    chosen = st.checkbox(f"Train on {len(workers)} workers", key="train_on_workers",
+                         help=f"This server and the machines in {WORKERS_ENV} ({', '.join(workers)}) train the run "
+                              "together; each must run `python -m core worker --join N` on the shared workspace. "
+                              "The batch size is split evenly over them.")
+    return "multi-worker" if chosen else None
+
+
 def strategy_picker() -> str:
     strategy = st.radio("Strategy", STRATEGIES, key="train_strategy", horizontal=True)
     st.caption(STRATEGY_HELP[strategy])

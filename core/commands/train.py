@@ -6,7 +6,8 @@ import json
 import time
 from pathlib import Path
 
-from core.config import INPUT_SCALINGS, STRATEGIES, TrainConfig
+from core.config import DISTRIBUTION_MODES, INPUT_SCALINGS, STRATEGIES, TrainConfig
+from core.errors import ConfigError, StudioError
 from core.workspace import Workspace
 
 
@@ -31,7 +32,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--augment", action="store_true")
     parser.add_argument("--early-stopping-patience", type=int, default=5)
     parser.add_argument("--weights", default="imagenet", choices=("imagenet", "none"))
-    parser.add_argument("--distribution", default="auto", choices=("auto", "default", "mirrored"))
+    parser.add_argument("--distribution", default="auto", choices=DISTRIBUTION_MODES,
+                        help="multi-worker: run this same command on every worker, each with its own TF_CONFIG")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--continue", dest="continue_run", metavar="RUN_ID", default=None,
                         help="start from this finished run's model (trained here or imported, same classes); "
@@ -58,6 +60,10 @@ def run(args) -> int:
     started = time.perf_counter()
     ingest_s = 0.0
     dataset_id = args.dataset
+    task = _cluster_task(args)
+    if task and Path(args.dataset).exists():
+        raise ConfigError(f"{args.dataset} is a file or folder; across workers, give a dataset id so that every "
+                          "worker reads the same dataset (ingest it first with `python -m core ingest`).")
     if Path(args.dataset).exists():
         dataset_id = ingest(Path(args.dataset), workspace).id
         ingest_s = time.perf_counter() - started
@@ -73,6 +79,8 @@ def run(args) -> int:
         early_stopping_patience=args.early_stopping_patience, weights=args.weights,
         distribution=args.distribution, seed=args.seed, **based,
     )
+    if task:
+        return _run_as_worker(args, config, workspace, task, started)
     if args.continue_run:
         from core.continuation import continued_settings, train_continued
 
@@ -90,8 +98,6 @@ def run(args) -> int:
                "conversion_s": record["timings"].get("conversion_s", 0.0),
                "total_s": round(time.perf_counter() - started, 3)}
     if record["status"] == "failed":
-        from core.errors import StudioError
-
         raise StudioError(record["error"])
     if args.json:
         print(json.dumps({"run_id": record["run_id"], "status": record["status"],
@@ -132,6 +138,51 @@ def _base_settings(args_workspace, args) -> dict:
                              args.image_size)
     args.image_size = settings.pop("image_size")
     return settings
+
+
+def _cluster_task(args):
+    """This process's task when it trains across workers (``multi-worker``, or ``auto`` with TF_CONFIG)."""
+    from core.cluster import cluster_task
+    from core.distribute import tf_config_names_workers
+
+    if args.distribution == "multi-worker" or (args.distribution == "auto" and tf_config_names_workers()):
+        task = cluster_task()
+        if task is None:
+            raise ConfigError("--distribution multi-worker needs TF_CONFIG naming the workers; see the README, "
+                              "\"Training on several machines\".")
+        if args.continue_run:
+            raise ConfigError("--continue cannot be combined with training across workers; train on one machine.")
+        return task
+    return None
+
+
+def _run_as_worker(args, config, workspace, task, started) -> int:
+    """Train ``config`` as one worker of a cluster: the chief records the run, the others leave nothing."""
+    from core.cluster import worker_workspace
+    from core.distribute import multi_worker_strategy
+    from core.preflight import check_trainable
+    from core.training import train_model
+
+    check_trainable(config, workspace)
+    multi_worker_strategy()  # before any other TensorFlow work in this process
+    with worker_workspace(workspace, config.dataset_id, task) as here:
+        record = train_model(config, here, on_epoch=_print_epoch if task.is_chief else None)
+    if record["status"] == "failed":
+        raise StudioError(record["error"])
+    if not task.is_chief:
+        print(f"worker {task.index} of {len(task.workers)} {record['status']} "
+              f"({time.perf_counter() - started:.1f} s); the chief saved the model", flush=True)
+        return 0
+    if args.json:
+        print(json.dumps({"run_id": record["run_id"], "status": record["status"],
+                          "val_accuracy": record.get("best_val_accuracy"), "val_loss": record.get("val_loss"),
+                          "epochs_run": record.get("epochs_run"), "model_path": record.get("model_path"),
+                          "distribution": record.get("distribution"), "cluster": record.get("cluster"),
+                          "timings": record.get("timings"), "headline": record.get("headline")}))
+    else:
+        print(f"run {record['run_id']} {record['status']} on {len(task.workers)} workers: val_accuracy "
+              f"{record.get('best_val_accuracy')} model={record.get('model_path')}", flush=True)
+    return 0
 
 
 def _print_epoch(record: dict) -> None:
