@@ -3,6 +3,7 @@
 import streamlit as st
 
 from core import runs
+from core.continuation import accuracy_before
 from core.errors import StudioError
 from ui.charts import curves_figure
 from ui.export_views import render_export_section
@@ -35,9 +36,11 @@ selected = st.multiselect("Runs to compare", run_ids, default=default, key="runs
 histories = {run_id: runs.load_history(workspace, run_id) for run_id in selected}
 histories = {run_id: history for run_id, history in histories.items() if history}
 if histories:
+    by_id = {record["run_id"]: record for record in records}
+    starts = {run_id: accuracy_before(by_id[run_id]) for run_id in histories if accuracy_before(by_id[run_id])}
     left, right = st.columns(2)
     left.plotly_chart(curves_figure(histories, "loss"))
-    right.plotly_chart(curves_figure(histories, "accuracy"))
+    right.plotly_chart(curves_figure(histories, "accuracy", starts=starts))
 
 st.divider()
 run_id = st.selectbox("Run to open, export or delete", run_ids,

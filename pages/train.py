@@ -8,6 +8,7 @@ from core.errors import StudioError
 from core.features import cached_features, feature_key
 from core.speed import RUNTIME_NAMES, estimate_seconds, expected_speed, measure_speed, speed_figures
 from core.weights import resolve_weights, weights_available
+from ui import continue_views
 from ui import train_views as views
 from ui.jobs import format_seconds, get_manager, snapshot
 from ui.state import get_run_id, get_workspace, require_dataset, set_run_id
@@ -39,6 +40,11 @@ if current:
 st.caption(f"Dataset **{escape_markdown(dataset.name)}**: {len(dataset.entries)} images in "
            f"{len(dataset.classes)} classes ({escape_markdown(', '.join(dataset.classes))}).")
 views.init_settings()
+
+source_run = continue_views.start_from_picker(workspace)
+if source_run:
+    continue_views.render_continue(workspace, manager, dataset, source_run)
+    st.stop()
 
 st.subheader("1. Backbone")
 st.dataframe(views.backbone_table(workspace, len(dataset.entries)), hide_index=True, width="stretch")
