@@ -78,6 +78,17 @@ def continue_config(workspace, source_run: str, dataset_id: str, **settings):
     return config, {"continued_from": {"run_id": source_run, "class_mapping": match.mapping}}
 
 
+def accuracy_before(record: dict) -> dict | None:
+    """The starting model's accuracy on a continued run's validation images, recorded before it trained; else None."""
+    before = (record.get("continued_from") or {}).get("before")
+    return before if before and before.get("accuracy") is not None else None
+
+
+def format_before(before: dict) -> str:
+    """``before: 0.50 on val (10 images)``: the marked starting point of a continued run."""
+    return f"before: {before['accuracy']:.2f} on {before['split']} ({before['num_images']} images)"
+
+
 def continued_settings(config) -> dict:
     """The settings of ``config`` a continued run takes as its own (the rest come from the earlier run)."""
     inherited = {"dataset_id", "backbone", "image_size", "resize", "weights", "base_model", "cut_layer",
@@ -117,14 +128,14 @@ def starting_point(workspace, run_id: str) -> StartingPoint | None:
         raise RunError(f"Run {source_run}, which run {run_id} continues, has no saved model any more.")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     weights = ResolvedWeights(None, f"continued from run {source_run} ({source.get('weights')})", f"run-{digest}")
-    start = StartingPoint(spec=_spec_of_run(source), image_size=int(source.get("image_size") or 224),
+    start = StartingPoint(spec=spec_of_run(source), image_size=int(source.get("image_size") or 224),
                           weights=weights, source_run=source_run, model_file=str(path),
                           source_classes=tuple(source.get("classes") or ()), mapping=continued["class_mapping"])
     update_run(workspace, run_id, continued_from={**continued, "before": _accuracy_before(workspace, record)})
     return start
 
 
-def _spec_of_run(source: dict) -> BackboneSpec:
+def spec_of_run(source: dict) -> BackboneSpec:
     """The registry entry of the earlier run's backbone, or one describing an imported MobileNetV2."""
     config = source.get("config") or {}
     name = config.get("backbone", "")

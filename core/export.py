@@ -334,10 +334,20 @@ def _evaluate_for_card(workspace, run_id, predictor, evaluation, split: str = "v
 
 
 def _export_saved_model(model, path: Path) -> None:
+    """A SavedModel whose ``serve`` takes one batch of raw pixels, also for a model whose inputs are a one-item
+    list (``keras.Model(model.inputs, ...)``, as a head swap builds): ``model.export`` would serve a list then."""
+    import keras
+    import tensorflow as tf
+
+    shape = (None, *model.inputs[0].shape[1:])
     try:
-        # verbose=False: model.export otherwise prints its signature to stdout (breaks --json).
+        # verbose=False: the export otherwise prints its signature to stdout (breaks --json).
         with contextlib.redirect_stdout(io.StringIO()):
-            model.export(str(path), format="tf_saved_model", verbose=False)
+            archive = keras.export.ExportArchive()
+            archive.track(model)
+            archive.add_endpoint(name="serve", fn=lambda image: model(image, training=False),
+                                 input_signature=[tf.TensorSpec(shape, tf.float32, name="image")])
+            archive.write_out(str(path), verbose=False)
     except Exception as exc:  # TensorFlow raises many types while tracing
         raise ExportError(f"SavedModel export failed: {' '.join(str(exc).split())[:400]}.") from exc
 

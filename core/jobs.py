@@ -95,23 +95,27 @@ class JobManager:
                     _signal(process.kill)
                     process.wait()
 
-    def submit(self, config: TrainConfig, workspace: Workspace | None = None) -> str:
+    def submit(self, config: TrainConfig, workspace: Workspace | None = None, *, fields: dict | None = None) -> str:
         """Queue a run for ``config`` in ``workspace`` (a space; default the manager's); returns its id.
 
+        ``fields`` are added to the run record (``continued_from`` of ``core.continuation.continue_config``:
+        the run starts from an earlier run's model, which that function has checked).
         Bad settings, and a space at its limit (LimitError), raise before anything is queued.
         """
         from core.datasets import load_dataset
         from core.preflight import check_trainable
 
         workspace = workspace or self.workspace
+        fields = fields or {}
         dataset = load_dataset(workspace, config.dataset_id)
-        check_trainable(config, workspace)
+        if "continued_from" not in fields:
+            check_trainable(config, workspace)
         if config.distribution == "multi-worker":
             from core.cluster import require_workers
 
             require_workers()
         check_run_room(workspace, sum(r.get("status") in runs.ACTIVE_STATUSES for r in runs.list_runs(workspace)))
-        run_id = runs.create_run(workspace, config, classes=dataset.classes, status="queued")
+        run_id = runs.create_run(workspace, config, classes=dataset.classes, status="queued", **fields)
         runs.update_run(workspace, run_id, queued_at=time.time(), space=workspace.space)
         self.dispatch()
         return run_id

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from core import runs
+from core.continuation import accuracy_before
 from core.errors import StudioError
 from core.report import run_report
 from ui.charts import curves_figure
@@ -38,9 +39,11 @@ histories = {run_id: runs.load_history(workspace, run_id) for run_id in selected
 histories = {run_id: history for run_id, history in histories.items() if history}
 if histories:
     full = st.toggle("Full range (accuracy 0 to 1, loss from 0)", key="runs_full_range")
+    by_id = {record["run_id"]: record for record in records}
+    starts = {run_id: accuracy_before(by_id[run_id]) for run_id in histories if accuracy_before(by_id[run_id])}
     left, right = st.columns(2)
     left.plotly_chart(curves_figure(histories, "loss", full_range=full))
-    right.plotly_chart(curves_figure(histories, "accuracy", full_range=full))
+    right.plotly_chart(curves_figure(histories, "accuracy", starts=starts, full_range=full))
 
 st.divider()
 run_id = st.selectbox("Run to open, export or delete", run_ids,

@@ -13,7 +13,7 @@ from ui import train_views as views
 from ui.state import set_run_id
 from ui.text import escape_markdown
 
-SOURCES = ("A pretrained backbone", "One of my runs", "A model file")
+SOURCES = ("A pretrained backbone", "One of my runs", "A model file", "Continue one of my runs")
 BASE_STRATEGIES = ("feature-extraction", "fine-tune")
 SCALINGS = ("raw", "unit", "symmetric", "caffe")
 
@@ -22,9 +22,17 @@ def render_base_flow(workspace, dataset, manager) -> bool:
     """The "Start from" choice; for a run or a model file, the whole form down to Start. True when it drew it."""
     source = st.radio("Start from", SOURCES, key="train_base_source", horizontal=True,
                       help="A pretrained backbone from the list below; the feature extractor of one of your "
-                           "finished runs (any classes); or a Keras model file (.keras or .h5) you bring.")
+                           "finished runs (any classes); a Keras model file (.keras or .h5) you bring; or the "
+                           "whole model of a finished or imported run, trained further (same classes).")
     if source == SOURCES[0]:
         return False
+    if source == SOURCES[3]:  # the whole model of a run with the same classes, trained further
+        from ui import continue_views
+
+        source_run = continue_views.start_from_picker(workspace)
+        if source_run:
+            continue_views.render_continue(workspace, manager, dataset, source_run)
+        return True
     st.subheader("1. Base model")
     chosen = _run_choice(workspace) if source == SOURCES[1] else _file_choice(workspace)
     if chosen is None:

@@ -68,6 +68,8 @@ def render_import_box(workspace, *, expanded: bool = False) -> None:
                 st.error(escape_markdown(str(exc)))
             else:
                 set_run_id(record["run_id"])
+                for key in ("runs_compare", "runs_single"):  # the page's pickers then open the new run
+                    st.session_state.pop(key, None)
                 st.session_state["import_done"] = record["run_id"]
                 st.rerun()
         done = st.session_state.get("import_done")

@@ -34,8 +34,8 @@ class VisitorJobs:
         """Changes whenever a run of the server is queued, starts or ends."""
         return self.manager.version
 
-    def submit(self, config: TrainConfig) -> str:
-        return self.manager.submit(config, self.workspace)
+    def submit(self, config: TrainConfig, *, fields: dict | None = None) -> str:
+        return self.manager.submit(config, self.workspace, fields=fields)
 
     def stop(self, run_id: str) -> None:
         self.manager.stop(run_id, self.workspace)

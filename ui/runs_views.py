@@ -7,6 +7,7 @@ import time
 import pandas as pd
 
 from core.base_models import describe_base
+from core.continuation import accuracy_before, format_before
 
 
 def runs_table(records: list[dict]) -> pd.DataFrame:
@@ -27,10 +28,20 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
             "accuracy": None if accuracy is None else round(accuracy, 4),
             "95% CI": "" if low is None else f"{low:.2f}-{high:.2f}",
             "on": f"{headline['split']} ({headline['n']} images)" if headline else "",
+            "started from": _started_from(record),
             "epochs": record.get("epochs_run"),
             "duration (s)": (record.get("timings") or {}).get("total_s"),
             "status": record.get("status"),
             "weights": record.get("weights"),
         })
     return pd.DataFrame(rows, columns=["when", "run", "dataset", "backbone", "base", "strategy", "accuracy", "95% CI", "on",
-                                       "epochs", "duration (s)", "status", "weights"])
+                                       "started from", "epochs", "duration (s)", "status", "weights"])
+
+
+def _started_from(record: dict) -> str:
+    """``run X, before: 0.50 on val (10 images)`` for a continued run; empty for one trained from a backbone."""
+    continued = record.get("continued_from")
+    if not continued:
+        return ""
+    before = accuracy_before(record)
+    return f"run {continued['run_id']}" + (f", {format_before(before)}" if before else "")

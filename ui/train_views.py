@@ -10,6 +10,7 @@ import streamlit as st
 from core import runs
 from core.backbones import BACKBONES
 from core.config import HEAD_MODES, PRESETS, STRATEGIES
+from core.continuation import accuracy_before, format_before
 from core.roles import format_headline
 from core.speed import RUNTIME_NAMES, expected_speed
 from core.weights import weights_available
@@ -196,7 +197,8 @@ def _live_entry(run_id: str) -> dict:
         history = snap["history"]
         same_history = entry is not None and entry["stamp"][2] == stamp[2] and entry.get("figures")
         figures = entry["figures"] if same_history else (
-            (live_curves_spec(history, "loss"), live_curves_spec(history, "accuracy")) if history else None)
+            (live_curves_spec(history, "loss"),
+             live_curves_spec(history, "accuracy", before=accuracy_before(snap["record"]))) if history else None)
         entry = {"stamp": stamp, "record": snap["record"], "progress": snap["progress"], "figures": figures,
                  "history": history}
         st.session_state[LIVE_READS] = st.session_state.get(LIVE_READS, 0) + 1
@@ -216,11 +218,12 @@ def _live_view(run_id: str) -> None:
     if was_active and status not in ACTIVE:
         st.rerun(scope="app")  # the run ended: a full run draws it once more, without polling
     render_status(run_id, record, entry["progress"])
+    render_start(record)
     if entry["figures"]:
         full = st.toggle("Full range (accuracy 0 to 1, loss from 0)", key=f"full_range_{run_id}")
         figures = entry["figures"] if not full else (
             live_curves_spec(entry["history"], "loss", full_range=True),
-            live_curves_spec(entry["history"], "accuracy", full_range=True))
+            live_curves_spec(entry["history"], "accuracy", before=accuracy_before(record), full_range=True))
         left, right = st.columns(2)
         left.vega_lite_chart(figures[0], key=f"loss_{run_id}")
         right.vega_lite_chart(figures[1], key=f"acc_{run_id}")
@@ -245,6 +248,17 @@ def render_honesty(record: dict) -> None:
                                                                               format="%.4f")})
 
 
+def render_start(record: dict) -> None:
+    """For a run that continues an earlier model: which one, and its accuracy before (marked on the chart)."""
+    continued = record.get("continued_from")
+    if not continued:
+        return
+    before = accuracy_before(record)
+    measured = f"{format_before(before)} of dataset {before['dataset_id']}" if before else \
+        "its accuracy before is measured on this dataset's validation images first"
+    st.caption(escape_markdown(f"Continues run {continued['run_id']}: {measured}."))
+
+
 def render_status(run_id: str, record: dict, progress: dict) -> None:
     status = record["status"]
     manager = get_manager()
@@ -267,7 +281,8 @@ def render_status(run_id: str, record: dict, progress: dict) -> None:
             st.progress(0.0, text=f"{label}…")
     elif status == "done" and record.get("imported_from"):
         st.success("Imported model, ready: evaluate it on a dataset, use it in Predict, or export it on the Runs "
-                   "page (or continue it: `python -m core train DATASET --continue RUN_ID`).")
+                   "page, or continue it on a dataset with the same classes: *Start from → Continue one of my runs* on the Train page "
+                   "(`python -m core train DATASET --continue RUN_ID`).")
     elif status == "done":
         st.success(f"Finished in {format_seconds(record['timings'].get('total_s'))}: accuracy "
                    f"{format_headline(record.get('headline'))}.")

@@ -124,3 +124,19 @@ def test_the_predict_page_answers_with_an_imported_run_as_the_export_s_runtime_d
     assert table.loc[0, "label"] == TFJS_CLASSES[expected.index(max(expected))]
     assert abs(table.loc[0, "probability"] - max(expected)) < 1e-4
     assert any("crop-lanczos" in c.value for c in at.caption)
+
+
+def test_importing_beside_earlier_runs_opens_the_imported_run(app_workspace, tmp_path_factory):
+    from core import runs
+
+    source = imported_runs(tmp_path_factory)
+    shutil.copytree(source.workspace.runs_dir / source.keras_run, app_workspace.runs_dir / source.keras_run)
+    at = open_page("runs")
+    assert at.selectbox(key="runs_single").value == source.keras_run
+    data = _zip(TFJS_DIR, ("model.json", "weights.bin", "metadata.json"))
+    at.file_uploader(key="import_files").set_value([("tm-my-image-model.zip", data, "application/zip")]).run()
+    at.button(key="import_button").click().run(timeout=300)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    new_run = next(r["run_id"] for r in runs.list_runs(app_workspace) if r["run_id"] != source.keras_run)
+    assert at.selectbox(key="runs_single").value == new_run
+    assert at.multiselect(key="runs_compare").value == [new_run]

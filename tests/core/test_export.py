@@ -241,3 +241,21 @@ def test_run_report_is_the_html_card_of_the_runs_headline_split(tiny):
     headline = runs.load_run(tiny.workspace, tiny.run_id).get("headline") or {}
     split = {"val": "validation", "test": "test"}[headline.get("split", "val")]
     assert f"On the {split} split: accuracy" in report and "<script" not in report
+
+
+def test_savedmodel_of_a_model_with_list_inputs_serves_one_batch_of_pixels(tmp_path):
+    """A head swap builds ``keras.Model(model.inputs, ...)``: a one-item input list, which ``model.export``
+    would serve as a list, so ``serve(batch)`` (and the parity check) failed for feature-extraction runs."""
+    import keras
+    import tensorflow as tf
+
+    from core.export import _export_saved_model
+
+    image = keras.Input((8, 8, 3), name="image")
+    base = keras.Model(image, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(image)))
+    model = keras.Model(base.inputs, base.output)  # inputs as a list, as replace_head makes them
+    _export_saved_model(model, tmp_path / "saved")
+    batch = np.random.default_rng(0).uniform(0, 255, (3, 8, 8, 3)).astype("float32")
+    loaded = tf.saved_model.load(str(tmp_path / "saved"))
+    served = loaded.serve(tf.constant(batch)).numpy()
+    np.testing.assert_allclose(served, np.asarray(model(batch)), atol=1e-6)

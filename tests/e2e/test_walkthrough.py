@@ -96,6 +96,35 @@ def test_walk_from_sample_data_to_exported_model(server, page, tmp_path):
     screenshot(page, "6-runs-export")
 
 
+def test_import_box_turns_a_teachable_machine_keras_export_into_a_run(server, page):
+    """The real Keras download (keras_model.h5 and labels.txt, as a browser uploads them) on the Runs page."""
+    from core import runs
+    from core.workspace import Workspace
+    from tests.teachable_runs import KERAS_CLASSES, KERAS_DIR, require_exports
+
+    require_exports()
+    url, workspace = server
+    _go(page, url, "runs")
+    box = page.get_by_test_id("stExpander").filter(has_text="Import a model (Teachable Machine)")
+    box.get_by_text("Import a model (Teachable Machine)").wait_for()
+    if box.locator("details[open]").count() == 0:  # open on an empty workspace, closed once there are runs
+        _click(box.get_by_text("Import a model (Teachable Machine)"))
+    uploader = box.get_by_test_id("stFileUploader")
+    uploader.wait_for()
+    uploader.locator("input[type=file]").set_input_files([str(KERAS_DIR / "keras_model.h5"),
+                                                          str(KERAS_DIR / "labels.txt")])
+    box.get_by_test_id("stFileChipName").filter(has_text="labels.txt").wait_for()
+    box.get_by_label("Name (optional)").fill("waste sorter")
+    _click(box.get_by_role("button", name="Import", exact=True))
+    page.get_by_text(re.compile("Imported as run")).wait_for(timeout=300_000)
+    imported = [r for r in runs.list_runs(Workspace.open(workspace)) if r.get("imported_from")]
+    assert len(imported) == 1 and imported[0]["classes"] == KERAS_CLASSES and imported[0]["name"] == "waste sorter"
+    run_id = imported[0]["run_id"]
+    assert imported[0]["imported_from"]["format"] == "keras"
+    page.get_by_role("heading", name=run_id).wait_for()  # opened as the current run, ready to export
+    page.get_by_role("button", name="Open in Predict").wait_for()
+
+
 def _click(locator) -> None:
     """Click after centring the element: Streamlit's sticky header covers elements scrolled to the top."""
     locator.evaluate("element => element.scrollIntoView({block: 'center'})")
