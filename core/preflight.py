@@ -28,7 +28,7 @@ def check_trainable(config: TrainConfig, workspace=None):
     from core.backbones import get_backbone
     from core.weights import resolve_weights
 
-    if config.base_model:  # a run or a stored model file: it exists, and the cut and scaling fit it
+    if getattr(config, "base_model", ""):  # a run or a stored model file: it exists, and the cut and scaling fit it
         from core.base_models import resolve_base
         from core.workspace import Workspace
 

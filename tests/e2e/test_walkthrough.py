@@ -51,17 +51,6 @@ def test_walk_from_sample_data_to_exported_model(server, page, tmp_path):
     assert charts.count() >= 2
     screenshot(page, "3-train-finished")
 
-    _click(page.get_by_text("Best accuracy", exact=True))  # a fine-tune run, stopped in its second phase
-    page.wait_for_timeout(1000)
-    _click(page.get_by_role("button", name="Start training"))
-    page.get_by_role("button", name="Stop training").wait_for()
-    page.get_by_text(re.compile("phase 2: epoch")).wait_for(timeout=TRAIN_TIMEOUT_MS)
-    assert page.get_by_role("button", name=re.compile("Stop")).count() == 1  # ours; Streamlit's own is hidden
-    assert not page.get_by_test_id("stStatusWidget").is_visible()
-    _click(page.get_by_role("button", name="Stop training"))
-    page.get_by_text(re.compile("^Stopping")).wait_for(timeout=10_000)
-    page.get_by_text(re.compile(r"^Stopped\.")).wait_for(timeout=120_000)
-
     page.get_by_role("button", name="Open in Evaluate").click()
     page.get_by_text("Per class").wait_for()
     page.get_by_text("Images behind a cell").wait_for()
