@@ -110,7 +110,7 @@ class JobManager:
         dataset = load_dataset(workspace, config.dataset_id)
         if "continued_from" not in fields:
             check_trainable(config, workspace)
-        if config.distribution == "multi-worker":
+        if getattr(config, "distribution", "") == "multi-worker":  # health jobs have none
             from core.cluster import require_workers
 
             require_workers()
