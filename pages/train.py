@@ -11,7 +11,7 @@ from core.weights import resolve_weights, weights_available
 from ui import base_views
 from ui import train_views as views
 from ui.jobs import format_seconds, get_manager, snapshot
-from ui.state import get_run_id, get_workspace, require_dataset, set_run_id
+from ui.state import get_run_id, get_workspace, require_dataset
 from ui.text import escape_markdown
 
 st.title("Train")
@@ -109,14 +109,7 @@ else:
                  f"{escape_markdown(measured.measured_on or 'earlier runs')}{conversion}"
                  f"{'; image features already cached' if cached else ''}).")
 
-if st.button("Start training", type="primary"):
-    try:
-        new_run = manager.submit(config)
-    except StudioError as exc:
-        st.error(escape_markdown(str(exc)))
-    else:
-        set_run_id(new_run)
-        st.rerun()
+views.start_button(manager, config)
 
 import ui.anatomy_views as anatomy_views  # noqa: E402  (issue 8 block, appended after the page's own flow)
 

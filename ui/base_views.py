@@ -10,7 +10,6 @@ from core.base_models import SCALING_WORDS, resolve_base
 from core.config import TrainConfig
 from core.errors import StudioError
 from ui import train_views as views
-from ui.state import set_run_id
 from ui.text import escape_markdown
 
 SOURCES = ("A pretrained backbone", "One of my runs", "A model file", "Continue one of my runs")
@@ -60,14 +59,7 @@ def render_base_flow(workspace, dataset, manager) -> bool:
     except StudioError as exc:
         st.error(escape_markdown(str(exc)))
         return True
-    if st.button("Start training", type="primary", key="train_base_start"):
-        try:
-            new_run = manager.submit(config)
-        except StudioError as exc:
-            st.error(escape_markdown(str(exc)))
-        else:
-            set_run_id(new_run)
-            st.rerun()
+    views.start_button(manager, config, key="train_base_start")
     return True
 
 

@@ -10,7 +10,6 @@ from core.continuation import continue_config, spec_of_run
 from core.errors import StudioError
 from core.roles import format_headline
 from ui import train_views as views
-from ui.state import set_run_id
 from ui.text import escape_markdown
 
 NEW = ""
@@ -73,11 +72,4 @@ def render_continue(workspace, manager, dataset, source_run: str) -> None:
     else:
         st.caption("Same class names.")
         confirmed = True
-    if st.button("Start training", type="primary", disabled=not confirmed, key="continue_start"):
-        try:
-            new_run = manager.submit(config, fields=fields)
-        except StudioError as exc:
-            st.error(escape_markdown(str(exc)))
-        else:
-            set_run_id(new_run)
-            st.rerun()
+    views.start_button(manager, config, key="continue_start", disabled=not confirmed, fields=fields)

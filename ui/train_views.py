@@ -11,12 +11,13 @@ from core import runs
 from core.backbones import BACKBONES
 from core.config import HEAD_MODES, PRESETS, STRATEGIES
 from core.continuation import accuracy_before, format_before
+from core.errors import StudioError
 from core.roles import format_headline
 from core.speed import RUNTIME_NAMES, expected_speed
 from core.weights import weights_available
 from ui.charts import live_curves_spec
 from ui.jobs import format_seconds, get_manager, snapshot
-from ui.state import get_workspace
+from ui.state import get_workspace, set_run_id
 from ui.text import escape_markdown
 
 STRATEGY_HELP = {
@@ -301,3 +302,17 @@ def render_status(run_id: str, record: dict, progress: dict) -> None:
         stopping = runs.stop_requested(runs.run_dir(get_workspace(), run_id))
         st.button(STOP_LABEL, key=f"stop_{run_id}", type="secondary", disabled=stopping, on_click=manager.stop,
                   args=(run_id,), help="Ends the run after the current batch and keeps the best model so far.")
+
+
+def start_button(manager, config, *, key: str | None = None, disabled: bool = False, fields: dict | None = None):
+    """The "Start training" button: queue ``config`` (with extra run-record ``fields``) and open the new run, or
+    show why it cannot be queued."""
+    if not st.button("Start training", type="primary", key=key, disabled=disabled):
+        return
+    try:
+        new_run = manager.submit(config, fields=fields)
+    except StudioError as exc:
+        st.error(escape_markdown(str(exc)))
+    else:
+        set_run_id(new_run)
+        st.rerun()
