@@ -151,7 +151,9 @@ def estimate_seconds(config, *, images_per_s: float | None, num_train: int, num_
     converts first.
     """
     needs_keras = config.strategy == "from-scratch" or config.augment or config.strategy == "fine-tune"
-    if (needs_keras and not images_per_s) or not (features_images_per_s or images_per_s):
+    if needs_keras and not images_per_s:
+        return None
+    if not (features_cached or features_images_per_s or images_per_s):  # a feature pass of unknown speed
         return None
     seconds = 0.0
     if config.strategy == "from-scratch" or config.augment:

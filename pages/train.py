@@ -102,12 +102,15 @@ if estimate is None:
                           runtime=None if missing == "features" else "keras")
         st.rerun()
 else:
-    measured = figure if uses_features and figure else keras_figure
+    # The figure the estimate rests on; with the features cached none is needed, so show any measured here.
+    measured = figure if uses_features and figure else keras_figure or next(
+        iter(speed_figures(workspace, backbone, size).values()), None)
     conversion = f"; includes converting to LiteRT first (about {plan.conversion_estimate_s:.0f} s, once per " \
         "machine)" if plan.convert_now and uses_features and not cached else ""
-    left.caption(f"Estimated time: about {format_seconds(estimate)} (measured {measured.label} here on "
-                 f"{escape_markdown(measured.measured_on or 'earlier runs')}{conversion}"
-                 f"{'; image features already cached' if cached else ''}).")
+    basis = [f"measured {measured.label} here on {escape_markdown(measured.measured_on or 'earlier runs')}"
+             f"{conversion}"] if measured else []
+    basis += ["image features already cached"] if cached else []
+    left.caption(f"Estimated time: about {format_seconds(estimate)} ({'; '.join(basis)}).")
 
 views.start_button(manager, config)
 

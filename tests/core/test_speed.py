@@ -58,3 +58,12 @@ def test_the_estimate_counts_the_conversion_and_the_feature_runtime():
                             features_images_per_s=400.0, conversion_s=7.0)
     assert plain == pytest.approx(4.0 + 0.5) and fast == pytest.approx(7.0 + 1.0 + 0.5)
     assert estimate_seconds(config, images_per_s=None, num_train=300, num_total=400) is None
+
+
+def test_with_the_features_cached_a_head_run_needs_no_measured_speed():
+    """The feature pass is skipped, so an unmeasured runtime (e.g. the plan switched to LiteRT) is no obstacle."""
+    head = TrainConfig(dataset_id="d", epochs=10)
+    assert estimate_seconds(head, images_per_s=None, num_train=300, num_total=400,
+                            features_cached=True) == pytest.approx(0.5)
+    tune = TrainConfig(dataset_id="d", epochs=10, strategy="fine-tune")
+    assert estimate_seconds(tune, images_per_s=None, num_train=300, num_total=400, features_cached=True) is None

@@ -52,7 +52,7 @@ def test_walk_from_sample_data_to_exported_model(server, page, tmp_path):
     screenshot(page, "3-train-finished")
 
     page.get_by_role("button", name="Open in Evaluate").click()
-    page.get_by_text("Per class").wait_for()
+    page.get_by_text("Per class", exact=True).wait_for()
     page.get_by_text("Images behind a cell").wait_for()
     assert page.locator(".stPlotlyChart").count() >= 1
     page.wait_for_timeout(1500)
