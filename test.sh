@@ -9,4 +9,4 @@ set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure_venv.sh requirements-dev.txt
 .venv/bin/ruff check core ui pages tests bench scripts app.py
-exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
+exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile --durations=30 "$@"

@@ -137,7 +137,9 @@ def _fit_linear_path(z, labels, num_classes, strengths, seed):
     from sklearn.linear_model import LogisticRegression
 
     present = np.unique(labels)
-    model = LogisticRegression(max_iter=300, random_state=seed, warm_start=True)
+    # tol 1e-3 rather than 1e-4: measured on the shared datasets' embeddings, the same held-out accuracy (or one
+    # image better) at a tenth of the L-BFGS iterations (sign_language_digits: 13 s to 1.2 s for the path).
+    model = LogisticRegression(max_iter=300, tol=1e-3, random_state=seed, warm_start=True)
     layers = []
     for strength in strengths:
         model.set_params(C=strength)
@@ -173,6 +175,7 @@ def _fit_mlp(z, labels, num_classes, candidate: HeadCandidate, seed):
     batches = int(np.ceil(len(z) / batch_size))
     total, step = batches * candidate.epochs, 0
     onehot = np.eye(num_classes, dtype=np.float32)[labels]
+    scratch = [(np.empty_like(p), np.empty_like(p)) for p in params]  # in-place updates: no temporaries per step
     for _ in range(candidate.epochs):
         order = rng.permutation(len(z))
         for start in range(0, len(z), batch_size):
@@ -180,12 +183,32 @@ def _fit_mlp(z, labels, num_classes, candidate: HeadCandidate, seed):
             grads = _mlp_gradients(params, z[index], onehot[index], keep, rng)
             step += 1
             rate = peak * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * step / total)))
+            first, second = 1 / (1 - 0.9 ** step), 1 / (1 - 0.999 ** step)
             for i, (param, grad) in enumerate(zip(params, grads, strict=True)):
-                moments[i] = 0.9 * moments[i] + 0.1 * grad
-                velocities[i] = 0.999 * velocities[i] + 0.001 * grad * grad
-                update = (moments[i] / (1 - 0.9 ** step)) / (np.sqrt(velocities[i] / (1 - 0.999 ** step)) + 1e-7)
-                param -= rate * (update + candidate.weight_decay * param * (i % 2 == 0))
+                _adamw_step(param, grad, moments[i], velocities[i], *scratch[i], rate=rate, first=first,
+                            second=second, decay=candidate.weight_decay if i % 2 == 0 else 0.0)
     return [(params[0], params[1]), (params[2], params[3])]
+
+
+def _adamw_step(param, grad, moment, velocity, a, b, *, rate, first, second, decay) -> None:
+    """One AdamW update of ``param`` in place (``a``, ``b``: scratch arrays of its shape)."""
+    moment *= 0.9
+    np.multiply(grad, 0.1, out=a)
+    moment += a
+    velocity *= 0.999
+    np.multiply(grad, grad, out=a)
+    a *= 0.001
+    velocity += a
+    np.multiply(velocity, second, out=a)
+    np.sqrt(a, out=a)
+    a += 1e-7
+    np.multiply(moment, first, out=b)
+    b /= a
+    if decay:
+        np.multiply(param, decay, out=a)
+        b += a
+    b *= rate
+    param -= b
 
 
 def _mlp_gradients(params, x, onehot, keep, rng):
@@ -223,7 +246,7 @@ def fold_indices(labels, groups, *, folds: int = MAX_FOLDS, seed: int = 0) -> li
 
 def cross_validate(candidates, features, labels, groups, num_classes: int, *, seed: int = 0,
                    should_stop=None, on_candidate=None) -> list[dict]:
-    """Mean out-of-fold accuracy of each candidate, best first.
+    """Mean out-of-fold accuracy of each candidate, the chosen one first.
 
     Args:
         candidates: ``HeadCandidate``s.
@@ -236,7 +259,8 @@ def cross_validate(candidates, features, labels, groups, num_classes: int, *, se
         on_candidate: optional callable(done, total) after each fold.
 
     Returns:
-        One dict per candidate: ``name``, ``family``, ``accuracy``, ``std``, ``folds``, ``seconds``, ``candidate``.
+        One dict per candidate: ``name``, ``family``, ``accuracy``, ``std``, ``folds``, ``seconds``, ``candidate``;
+        first the chosen one (``one_standard_error_choice``), then the others by accuracy.
     """
     features = np.asarray(features, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
@@ -256,9 +280,31 @@ def cross_validate(candidates, features, labels, groups, num_classes: int, *, se
     results = [{"name": c.name, "family": c.family, "accuracy": float(np.mean(scores[c.name])),
                 "std": float(np.std(scores[c.name])), "folds": len(folds), "seconds": seconds,
                 "candidate": asdict(c)} for c in candidates]
-    # Ties go to the simpler (earlier listed, more regularized) candidate.
     order = sorted(range(len(results)), key=lambda i: (-round(results[i]["accuracy"], 6), i))
-    return [results[i] for i in order]
+    ranked = [results[i] for i in order]
+    chosen = one_standard_error_choice(ranked, candidates)
+    return [ranked[chosen]] + [r for i, r in enumerate(ranked) if i != chosen]
+
+
+def complexity(candidate: HeadCandidate) -> tuple:
+    """Sort key, simplest first: linear before a hidden layer, and the stronger the L2 (smaller C) the simpler."""
+    if candidate.family == "linear":
+        return (0, 0, candidate.l2)
+    return (1, candidate.hidden_units, -candidate.weight_decay)
+
+
+def one_standard_error_choice(ranked: list[dict], candidates) -> int:
+    """Index in ``ranked`` (best first) of the simplest candidate scoring within one standard error of the best.
+
+    The one-standard-error rule (Hastie, Tibshirani and Friedman, *The Elements of Statistical Learning*, 7.10):
+    on small data the fold scores of candidates differ by a few images, so the top score is partly luck; among
+    those statistically level with it, the simplest generalizes at least as well and is less of a gamble.
+    """
+    best = ranked[0]
+    threshold = best["accuracy"] - best["std"] / np.sqrt(max(best["folds"], 1)) - 1e-9
+    by_name = {c.name: c for c in candidates}
+    level = [i for i, r in enumerate(ranked) if r["accuracy"] >= threshold]
+    return min(level, key=lambda i: (complexity(by_name[ranked[i]["name"]]), i))
 
 
 def candidate_from_dict(data: dict) -> HeadCandidate:

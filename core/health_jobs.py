@@ -122,6 +122,7 @@ def features_ready(workspace: Workspace, dataset, backbone: str = "mobilenet_v2"
                    weights: str = "imagenet") -> bool:
     """True when the embeddings of ``dataset`` for these settings are cached (the map then draws in seconds)."""
     from core.backbones import get_backbone
+    from core.config import DEFAULT_RESIZE
     from core.features import cached_features, feature_key
     from core.weights import resolve_weights, weights_available
 
@@ -130,5 +131,5 @@ def features_ready(workspace: Workspace, dataset, backbone: str = "mobilenet_v2"
     if weights == "imagenet" and not weights_available(spec, size):
         return False
     resolved = resolve_weights(spec, size, weights)
-    return cached_features(workspace, feature_key(dataset.id, spec.name, size, "squash", resolved.fingerprint)) \
+    return cached_features(workspace, feature_key(dataset.id, spec.name, size, DEFAULT_RESIZE, resolved.fingerprint)) \
         is not None

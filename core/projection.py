@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.config import DEFAULT_RESIZE
 from core.errors import ConfigError
 from core.workspace import Workspace
 
@@ -44,7 +45,7 @@ class EmbeddingSet:
 
 
 def load_embeddings(workspace: Workspace, dataset, backbone: str = "mobilenet_v2", *, image_size: int | None = None,
-                    resize: str = "squash", weights: str = "imagenet", batch_size: int = 32,
+                    resize: str = DEFAULT_RESIZE, weights: str = "imagenet", batch_size: int = 32,
                     reporter=None) -> EmbeddingSet:
     """The cached embeddings of ``dataset``, computed (and cached) first when missing.
 
@@ -248,7 +249,7 @@ def run_mistakes(workspace: Workspace, run_id: str, dataset) -> dict[str, str]:
 
 
 def build_embedding_map(workspace: Workspace, dataset, backbone: str = "mobilenet_v2", *,
-                        image_size: int | None = None, resize: str = "squash", weights: str = "imagenet",
+                        image_size: int | None = None, resize: str = DEFAULT_RESIZE, weights: str = "imagenet",
                         method: str = "pca", k: int = 5, min_disagreement: float = 0.6, run_id: str | None = None,
                         seed: int = 0):
     """The embedding map of ``dataset`` as a pandas DataFrame.

@@ -9,7 +9,7 @@ import streamlit as st
 
 from core import runs
 from core.backbones import BACKBONES
-from core.config import HEAD_MODES, PRESETS, STRATEGIES
+from core.config import DEFAULT_RESIZE, HEAD_MODES, PRESETS, STRATEGIES
 from core.continuation import accuracy_before, format_before
 from core.errors import StudioError
 from core.roles import format_headline
@@ -32,7 +32,7 @@ STRATEGY_HELP = {
 DEFAULTS = {"head": "auto", "epochs": 10, "fine_tune_epochs": 10, "batch_size": 32, "learning_rate": None,
             "fine_tune_learning_rate": 1e-4, "dropout": 0.2, "hidden_units": 0, "augment": False,
             "class_weights": "auto", "early_stopping_patience": 5, "seed": 0, "weights": "imagenet",
-            "distribution": "auto", "resize": "squash"}
+            "distribution": "auto", "resize": DEFAULT_RESIZE}
 ACTIVE = ("queued", "running")
 LIVE_POLL_S = 1.0
 STOP_LABEL = "Stop training"
@@ -92,8 +92,9 @@ def render_advanced(spec) -> dict:
     with st.expander("Advanced settings"):
         a, b, c = st.columns(3)
         a.selectbox("Input size (px)", sizes, key="train_image_size")
-        a.selectbox("Resize", ["squash", "crop", "pad"], key="train_resize",
-                    help="squash: stretch to a square; crop: centre crop; pad: letterbox with black bars")
+        a.selectbox("Resize", ["crop", "squash", "pad"], key="train_resize",
+                    help="crop: centre square, as ImageNet models were trained (the default); squash: stretch to "
+                         "a square (keeps the edges of long images); pad: letterbox with black bars")
         a.number_input("Batch size", 1, 512, key="train_batch_size")
         a.selectbox("Head", HEAD_MODES, key="train_head",
                     help="auto: cross-validation on the cached features picks among linear heads of several "
@@ -243,6 +244,9 @@ def render_honesty(record: dict) -> None:
     if selection:
         st.markdown(f"**Head chosen by {selection['folds']}-fold cross-validation** on "
                     f"{selection['fit_images']} training images: `{selection['chosen']}`")
+        st.caption("The simplest candidate whose cross-validated accuracy is within one standard error of the best "
+                   "(on small data the top score is partly luck; among those level with it, the simplest is the "
+                   "safer choice).")
         st.dataframe(pd.DataFrame(selection["candidates"], columns=["name", "accuracy", "std", "seconds"]),
                      hide_index=True, key=f"heads_{record['run_id']}",
                      column_config={"accuracy": st.column_config.NumberColumn("cross-validated accuracy",

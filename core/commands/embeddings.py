@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from core.config import DEFAULT_RESIZE
 from core.workspace import Workspace, atomic_write_bytes
 
 
@@ -19,8 +20,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("dataset_id", metavar="DATASET", help="dataset id (see the Data page or `ingest`)")
     parser.add_argument("--backbone", default="mobilenet_v2", help="backbone name (default mobilenet_v2)")
     parser.add_argument("--image-size", type=int, default=None, help="input size (default: the backbone's)")
-    parser.add_argument("--resize", choices=("squash", "crop", "pad"), default="squash",
-                        help="how images reach the input size (default squash)")
+    parser.add_argument("--resize", choices=("squash", "crop", "pad"), default=DEFAULT_RESIZE,
+                        help=f"how images reach the input size (default {DEFAULT_RESIZE}, as in training)")
     parser.add_argument("--weights", choices=("imagenet", "none"), default="imagenet",
                         help="pretrained ImageNet weights or random init (default imagenet)")
     parser.add_argument("--format", choices=("csv", "npz"), default=None,

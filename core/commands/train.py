@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from core.config import DISTRIBUTION_MODES, INPUT_SCALINGS, STRATEGIES, TrainConfig
+from core.config import DEFAULT_RESIZE, DISTRIBUTION_MODES, INPUT_SCALINGS, STRATEGIES, TrainConfig
 from core.errors import ConfigError, StudioError
 from core.workspace import Workspace
 
@@ -26,7 +26,8 @@ def add_parser(subparsers) -> None:
                         help="peak of a Keras first phase (cosine decay); default 1e-3")
     parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
     parser.add_argument("--image-size", type=int, default=None)
-    parser.add_argument("--resize", default="squash", choices=("squash", "crop", "pad"))
+    parser.add_argument("--resize", default=DEFAULT_RESIZE, choices=("squash", "crop", "pad"),
+                        help="how images reach the input size: crop (centre, the default), squash or pad")
     parser.add_argument("--dropout", type=float, default=0.2)
     parser.add_argument("--hidden-units", type=int, default=0)
     parser.add_argument("--augment", action="store_true")

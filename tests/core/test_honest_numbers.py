@@ -220,3 +220,18 @@ def test_fine_tuning_replaces_the_feature_extraction_model_only_by_more_correct_
     assert callback.best.epoch == 1
     callback.on_epoch_end(2, {"val_accuracy": 0.95, "val_loss": 0.5})  # more images right
     assert callback.best.epoch == 3 and callback.best.score == (0.95, -0.5)
+
+
+def test_a_candidate_level_with_the_best_within_one_standard_error_wins_if_it_is_simpler():
+    from core.heads import MLP_CANDIDATES, HeadCandidate, one_standard_error_choice
+
+    simple, complex_ = HeadCandidate("linear C=0.01", "linear", l2=0.01), MLP_CANDIDATES[0]
+    ranked = [{"name": complex_.name, "accuracy": 0.93, "std": 0.03, "folds": 5},   # SE 0.0134
+              {"name": simple.name, "accuracy": 0.92, "std": 0.03, "folds": 5}]
+    assert one_standard_error_choice(ranked, [simple, complex_]) == 1
+    ranked[1]["accuracy"] = 0.90  # now clearly worse: the best stays
+    assert one_standard_error_choice(ranked, [simple, complex_]) == 0
+    looser = HeadCandidate("linear C=10", "linear", l2=10.0)  # weaker L2 is the less simple linear head
+    ranked = [{"name": looser.name, "accuracy": 0.93, "std": 0.0, "folds": 5},
+              {"name": simple.name, "accuracy": 0.93, "std": 0.0, "folds": 5}]
+    assert one_standard_error_choice(ranked, [looser, simple]) == 1
