@@ -186,6 +186,7 @@ class Best:
     score: tuple[float, float] | None
     weights: list | None
     epoch: int | None = None
+    margin: float = 0.0  # accuracy a later epoch must add to replace it (the feature-extraction model's handover)
 
 
 class BestWeights(keras.callbacks.Callback):
@@ -214,7 +215,7 @@ class BestWeights(keras.callbacks.Callback):
         if "val_accuracy" not in logs or (self.cut_short is not None and self.cut_short()):
             return
         score = (float(logs["val_accuracy"]), -float(logs.get("val_loss", 0.0)))
-        if self.best.score is None or score > tuple(self.best.score):
+        if self.best.score is None or score > (self.best.score[0] + self.best.margin, self.best.score[1]):
             self.best = Best(score=score, weights=self._kept_model().get_weights(), epoch=epoch + 1)
 
     def on_train_end(self, logs=None):

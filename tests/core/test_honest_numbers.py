@@ -207,19 +207,24 @@ def test_folds_and_the_holdout_keep_near_identical_images_together(workspace, tm
     assert held and not held & fit
 
 
-def test_fine_tuning_replaces_the_feature_extraction_model_only_by_more_correct_images():
+def test_fine_tuning_replaces_the_feature_extraction_model_only_by_two_more_correct_images():
     import keras
 
+    from core.phases import handover_margin
     from core.progress import Best, BestWeights
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     kept = [w.copy() for w in model.get_weights()]
-    callback = BestWeights(Best(score=(0.9, 0.0), weights=kept, epoch=1), target=model)
+    callback = BestWeights(Best(score=(0.9, 0.0), weights=kept, epoch=1, margin=handover_margin(20)), target=model)
     callback.set_model(model)
     callback.on_epoch_end(1, {"val_accuracy": 0.9, "val_loss": 0.01})  # same images right, more confident
     assert callback.best.epoch == 1
-    callback.on_epoch_end(2, {"val_accuracy": 0.95, "val_loss": 0.5})  # more images right
-    assert callback.best.epoch == 3 and callback.best.score == (0.95, -0.5)
+    callback.on_epoch_end(2, {"val_accuracy": 0.95, "val_loss": 0.01})  # one more of 20 right: can be luck
+    assert callback.best.epoch == 1
+    callback.on_epoch_end(3, {"val_accuracy": 1.0, "val_loss": 0.5})  # two more right
+    assert callback.best.epoch == 4 and callback.best.score == (1.0, -0.5) and callback.best.margin == 0.0
+    callback.on_epoch_end(4, {"val_accuracy": 1.0, "val_loss": 0.4})  # within phase 2 a lower loss breaks ties
+    assert callback.best.epoch == 5
 
 
 def test_a_candidate_level_with_the_best_within_one_standard_error_wins_if_it_is_simpler():
