@@ -15,7 +15,9 @@ head, so export, prediction and Grad-CAM see nothing unusual.
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -108,24 +110,26 @@ def fit_candidate(candidate: HeadCandidate, features, labels, num_classes: int, 
 
 def fit_candidates(candidates, features, labels, num_classes: int, *, seed: int = 0) -> list[FittedHead]:
     """Fit several candidates on the same data; linear ones share one warm-started L-BFGS path (in order)."""
+    from threadpoolctl import threadpool_limits
+
     features = np.asarray(features, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
     mean, scale = _standardizer(features)
     linear = [c for c in candidates if c.family == "linear"]
     fitted: dict[str, list] = {}
-    for candidate, layer in zip(linear, _fit_linear_path(features, labels, num_classes, [c.l2 for c in linear],
-                                                         seed), strict=True):
-        fitted[candidate.name] = [layer]
-    for candidate in candidates:
-        if candidate.family == "mlp":
-            from threadpoolctl import threadpool_limits
-
-            with threadpool_limits(limits=1):  # small matrices: threads cost more than they give
+    # One BLAS thread: these matrices are small, and two OpenBLAS threads on a busy 2-core machine measured 5x
+    # slower than one (they spin waiting for each other); folds run side by side instead (``cross_validate``).
+    with threadpool_limits(limits=1):
+        for candidate, layer in zip(linear, _fit_linear_path(features, labels, num_classes,
+                                                             [c.l2 for c in linear], seed), strict=True):
+            fitted[candidate.name] = [layer]
+        for candidate in candidates:
+            if candidate.family == "mlp":
                 layers = _fit_mlp((features - mean) / scale, labels, num_classes, candidate, seed)
-            layers[0] = _fold_standardization(*layers[0], mean, scale)
-            fitted[candidate.name] = layers
-        elif candidate.family != "linear":
-            raise ConfigError(f"Unknown head family {candidate.family!r}; use linear or mlp.")
+                layers[0] = _fold_standardization(*layers[0], mean, scale)
+                fitted[candidate.name] = layers
+            elif candidate.family != "linear":
+                raise ConfigError(f"Unknown head family {candidate.family!r}; use linear or mlp.")
     out = []
     for candidate in candidates:
         layers = fitted[candidate.name]
@@ -267,15 +271,26 @@ def cross_validate(candidates, features, labels, groups, num_classes: int, *, se
     folds = fold_indices(labels, groups, folds=MAX_FOLDS if len(labels) <= LARGE_DATA else 3, seed=seed)
     scores = {candidate.name: [] for candidate in candidates}
     started = time.perf_counter()
-    for done, (train_index, test_index) in enumerate(folds, start=1):
+    def one_fold(train_index, test_index):
         if should_stop is not None and should_stop():
-            raise StopIteration
+            return None
         fitted = fit_candidates(candidates, features[train_index], labels[train_index], num_classes, seed=seed)
-        for head in fitted:
-            predicted = head.predict_proba(features[test_index]).argmax(axis=1)
-            scores[head.candidate.name].append(float(np.mean(predicted == labels[test_index])))
-        if on_candidate is not None:
-            on_candidate(done, len(folds))
+        return [(head.candidate.name, float(np.mean(head.predict_proba(features[test_index]).argmax(axis=1)
+                                                    == labels[test_index]))) for head in fitted]
+
+    # Folds side by side, one BLAS thread each (NumPy and SciPy release the GIL in the heavy parts).
+    with ThreadPoolExecutor(max_workers=max(1, min(len(folds), os.cpu_count() or 1))) as pool:
+        futures = [pool.submit(one_fold, train_index, test_index) for train_index, test_index in folds]
+        for done, future in enumerate(futures, start=1):
+            fold_scores = future.result()
+            if fold_scores is None:
+                for pending in futures:
+                    pending.cancel()
+                raise StopIteration
+            for name, score in fold_scores:
+                scores[name].append(score)
+            if on_candidate is not None:
+                on_candidate(done, len(folds))
     seconds = round((time.perf_counter() - started) / max(len(candidates), 1), 3)
     results = [{"name": c.name, "family": c.family, "accuracy": float(np.mean(scores[c.name])),
                 "std": float(np.std(scores[c.name])), "folds": len(folds), "seconds": seconds,
