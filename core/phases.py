@@ -198,7 +198,7 @@ def fit_head_phase(parts: RunParts) -> Best:
         # A fine-tune phase must beat the same head on the same holdout, by more images, not by a lower loss:
         # a tie hands over the feature-extraction model, the simpler one (the second 0.0 is no loss at all).
         return Best(score=(holdout_accuracy, 0.0), weights=best.weights, epoch=best.epoch,
-                    margin=handover_margin(len(parts.roles.selection_index)))
+                    margin=handover_margin(len(parts.roles.selection_index), holdout_accuracy))
     return _fit_chosen_head(parts, parts.roles.fit_index)
 
 
@@ -262,18 +262,22 @@ def _fit_chosen_head(parts: RunParts, index, *, score_by_cv: bool = False) -> Be
     parts.reporter.epoch(record)
     score = (val_metrics["accuracy"], 0.0) if sel_x is not None else None  # beaten by more images only
     return Best(score=score, weights=parts.model.get_weights(), epoch=1,
-                margin=handover_margin(len(sel_y)) if sel_x is not None else 0.0)
+                margin=handover_margin(len(sel_y), val_metrics["accuracy"]) if sel_x is not None else 0.0)
 
 
 HANDOVER_IMAGES = 2
 
 
-def handover_margin(selection_images: int) -> float:
-    """Accuracy a fine-tune epoch must add on the selection images to replace the feature-extraction model: at
-    least ``HANDOVER_IMAGES`` more of them right. One more can be luck: on hymenoptera (ImageNet-like photographs) a
-    phase 2 that got one more of its 37 holdout images right was handed over and then got 2 fewer of the 153
-    headline images right; where fine-tuning pays (sign_language_digits, +5 points) it wins by dozens of images."""
-    return (HANDOVER_IMAGES - 0.5) / max(selection_images, 1)
+def handover_margin(selection_images: int, accuracy: float) -> float:
+    """Accuracy a fine-tune epoch must add on the selection images to replace the feature-extraction model (whose
+    ``accuracy`` on them is given): two standard errors of that accuracy, and at least ``HANDOVER_IMAGES`` images.
+
+    A win inside the noise of a few dozen images is luck, measured: on hymenoptera (ImageNet-like photographs) phase
+    2 won its 37-image holdout by one image, then by two, and each time got 2 fewer of the 153 headline images right.
+    Where fine-tuning pays (sign_language_digits, +5 points on 412 selection images) it clears this by far.
+    """
+    n = max(selection_images, 1)
+    return max((HANDOVER_IMAGES - 0.5) / n, 2.0 * float(np.sqrt(accuracy * (1.0 - accuracy) / n)))
 
 
 def _metrics(probabilities, labels) -> dict:

@@ -207,7 +207,7 @@ def test_folds_and_the_holdout_keep_near_identical_images_together(workspace, tm
     assert held and not held & fit
 
 
-def test_fine_tuning_replaces_the_feature_extraction_model_only_by_two_more_correct_images():
+def test_fine_tuning_replaces_the_feature_extraction_model_only_by_a_win_beyond_the_noise():
     import keras
 
     from core.phases import handover_margin
@@ -215,7 +215,9 @@ def test_fine_tuning_replaces_the_feature_extraction_model_only_by_two_more_corr
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     kept = [w.copy() for w in model.get_weights()]
-    callback = BestWeights(Best(score=(0.9, 0.0), weights=kept, epoch=1, margin=handover_margin(20)), target=model)
+    assert handover_margin(20, 0.9) == pytest.approx(2 * (0.9 * 0.1 / 20) ** 0.5)  # 2.7 images: three needed
+    callback = BestWeights(Best(score=(0.9, 0.0), weights=kept, epoch=1, margin=handover_margin(20, 1.0)),
+                           target=model)  # a perfect score has no spread: at least two images
     callback.set_model(model)
     callback.on_epoch_end(1, {"val_accuracy": 0.9, "val_loss": 0.01})  # same images right, more confident
     assert callback.best.epoch == 1
