@@ -105,26 +105,28 @@ def _fast(extractor, meta: dict, image_size: int, total: int):
 
 def _run_extractor(staging, extractor, dataset, image_size, resize, batch_size, reporter, total) -> int:
     """Every split through ``extractor`` into ``staging/<split>.npy``; decoding overlaps inference (tf.data)."""
-    from core.pipeline import make_image_dataset
+    from core.pipeline import image_batches
 
-    done = 0
     dim = int(extractor.output_shape[-1])
-    for split in dataset.splits:
-        paths = dataset.paths(split)
-        array = np.lib.format.open_memmap(staging / f"{split}.npy", mode="w+", dtype=np.float32,
-                                          shape=(len(paths), dim))
-        start = 0
-        for images in make_image_dataset(paths, image_size=image_size, batch_size=batch_size, resize=resize):
-            if reporter is not None and reporter.stop_requested():
-                raise StopRequested()
-            batch = np.asarray(extractor.predict_on_batch(images))
-            array[start:start + len(batch)] = batch
-            start += len(batch)
-            done += len(batch)
-            if reporter is not None:
-                reporter.batch(done, total)
+    splits = [(split, dataset.paths(split)) for split in dataset.splits]
+    arrays = [np.lib.format.open_memmap(staging / f"{split}.npy", mode="w+", dtype=np.float32,
+                                        shape=(len(paths), dim)) for split, paths in splits]
+    # One stream over every split: batches may span a split boundary; rows are written back in manifest order.
+    rows = [(index, row) for index, (_, paths) in enumerate(splits) for row in range(len(paths))]
+    done = 0
+    for images in image_batches([path for _, paths in splits for path in paths], image_size=image_size,
+                                batch_size=batch_size, resize=resize):
+        if reporter is not None and reporter.stop_requested():
+            raise StopRequested()
+        batch = np.asarray(extractor.predict_on_batch(images))
+        for offset, (index, row) in enumerate(rows[done:done + len(batch)]):
+            arrays[index][row] = batch[offset]
+        done += len(batch)
+        if reporter is not None:
+            reporter.batch(done, total)
+    for array in arrays:
         array.flush()
-        del array
+    del arrays
     return dim
 
 

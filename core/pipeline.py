@@ -9,6 +9,8 @@ dataset is never in memory.
 from __future__ import annotations
 
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import tensorflow as tf
@@ -84,3 +86,33 @@ def make_image_dataset(paths, labels=None, *, image_size: int, batch_size: int =
             dataset = dataset.map(lambda images, label: (augment(images, training=True), label),
                                   num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def image_batches(paths, *, image_size: int, batch_size: int = 32, resize: str = "squash", workers: int | None = None,
+                  ahead: int = 2):
+    """Batches of images (float32 ``[B, S, S, 3]``, 0..255, in ``paths`` order) as NumPy arrays, decoded by threads.
+
+    For one pass of inference (the embedding cache): the same pixels as :func:`make_image_dataset` without the
+    cost of building a ``tf.data`` graph per call (0.5 to 1.3 s here, more than decoding 400 images). Pillow
+    releases the GIL while decoding, so ``workers`` threads keep ``ahead`` batches ready while the model runs.
+    """
+    paths = [os.fspath(p) for p in paths]
+    if resize not in RESIZE_MODES:
+        raise ConfigError(f"resize={resize!r} is not one of {', '.join(RESIZE_MODES)}.")
+    if int(image_size) < 1 or int(batch_size) < 1:
+        raise ConfigError(f"image_size={image_size!r} and batch_size={batch_size!r} must be positive.")
+    load = _loader(int(image_size), resize)
+    chunks = iter([paths[start:start + int(batch_size)] for start in range(0, len(paths), int(batch_size))])
+    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
+        pending: deque = deque()
+        try:
+            for chunk in chunks:
+                pending.append([pool.submit(load, path) for path in chunk])
+                if len(pending) > ahead:
+                    yield np.stack([future.result() for future in pending.popleft()])
+            while pending:
+                yield np.stack([future.result() for future in pending.popleft()])
+        finally:
+            for futures in pending:
+                for future in futures:
+                    future.cancel()

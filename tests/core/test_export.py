@@ -98,7 +98,7 @@ def test_bundle_holds_model_labels_config_metrics_card_and_script(tiny, bundle):
         metrics = json.loads(archive.read("metrics.json"))
         card = archive.read("MODEL_CARD.md").decode()
         assert json.loads(archive.read("labels.json")) == list(tiny.dataset.classes)
-    assert config["image_size"] == 32 and config["resize"] == "squash"
+    assert config["image_size"] == 32 and config["resize"] == "crop"
     assert config["dataset_id"] == tiny.dataset.id and config["backbone"] == "mobilenet_v2"
     assert metrics["evaluation"]["classes"] == list(tiny.dataset.classes)
     assert 0.0 <= metrics["evaluation"]["accuracy"] <= 1.0

@@ -8,7 +8,7 @@ from PIL import Image
 
 from core.errors import ConfigError
 from core.images import load_rgb_image, prepare_image
-from core.pipeline import make_image_dataset
+from core.pipeline import image_batches, make_image_dataset
 
 
 @pytest.fixture
@@ -35,6 +35,21 @@ def test_pixels_equal_prepare_image_for_every_resize_mode(image_paths):
         images = next(iter(make_image_dataset(image_paths[:1], image_size=12, resize=resize)))
         expected = prepare_image(load_rgb_image(image_paths[0]), 12, resize)
         np.testing.assert_array_equal(images.numpy()[0], expected)
+
+
+@pytest.mark.parametrize("resize", ["squash", "crop", "pad"])
+def test_threaded_batches_hold_the_same_pixels_in_the_same_order_as_the_tf_data_pipeline(image_paths, resize):
+    threaded = list(image_batches(image_paths, image_size=12, batch_size=2, resize=resize, workers=3, ahead=1))
+    graph = [batch.numpy() for batch in make_image_dataset(image_paths, image_size=12, batch_size=2, resize=resize)]
+    assert [batch.shape for batch in threaded] == [(2, 12, 12, 3), (2, 12, 12, 3), (1, 12, 12, 3)]
+    assert threaded[0].dtype == np.float32
+    np.testing.assert_array_equal(np.concatenate(threaded), np.concatenate(graph))
+
+
+def test_threaded_batches_name_the_unreadable_file(image_paths):
+    image_paths[3].write_bytes(b"not an image")
+    with pytest.raises(Exception, match="3.png"):
+        list(image_batches(image_paths, image_size=8, batch_size=2))
 
 
 def test_shuffle_is_seeded_and_keeps_pairs(image_paths):
