@@ -55,7 +55,7 @@ class HeadCandidate:
 # Strongest regularization first: each fit warm-starts from the previous one, which saves most iterations.
 LINEAR_CANDIDATES = tuple(HeadCandidate(f"linear C={c:g}", "linear", l2=c) for c in (0.01, 0.1, 1.0, 10.0))
 MLP_CANDIDATES = (HeadCandidate("mlp 256, dropout 0.5", "mlp", hidden_units=256, dropout=0.5, weight_decay=1e-3,
-                                epochs=40),)
+                                epochs=20),)
 
 
 def candidates_for(head: str) -> tuple[HeadCandidate, ...]:

@@ -114,11 +114,13 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
     strategy = choose_strategy(config.distribution)
     runs.update_run(workspace, run_id, distribution=describe_strategy(strategy, config.batch_size),
                     **({"cluster": task.describe()} if (task := cluster_task()) and is_multi_worker(strategy) else {}))
+    build_started = time.perf_counter()
     with strategy.scope():
         head = {"dropout": config.dropout, "hidden_units": config.hidden_units, "seed": config.seed}
         model = start.load_model(dataset.classes) if start else base.build_classifier(
             num_classes=len(dataset.classes), **head) if base else build_classifier(
             spec, image_size=image_size, num_classes=len(dataset.classes), weights=weights, **head)
+    timings["build_s"] = round(time.perf_counter() - build_started, 3)
     parts = RunParts(workspace=workspace, run_id=run_id, config=config, reporter=reporter, dataset=dataset,
                      spec=spec, image_size=image_size, weights=weights, model=model, strategy=strategy,
                      jit_compile=devices["jit_compile"], timings=timings, roles=roles)
