@@ -93,7 +93,8 @@ def run(args) -> int:
 
         record = train_model(config, workspace, on_epoch=_print_epoch)
     before = ((record.get("continued_from") or {}).get("before") or {}).get("accuracy")
-    timings = {"ingest_s": round(ingest_s, 3), "features_s": record["timings"].get("features_s", 0.0),
+    timings = {"ingest_s": round(ingest_s, 3), "build_s": record["timings"].get("build_s", 0.0),
+               "features_s": record["timings"].get("features_s", 0.0),
                "train_s": record["timings"].get("train_s", 0.0),
                "features_runtime": record["timings"].get("features_runtime"),
                "conversion_s": record["timings"].get("conversion_s", 0.0),

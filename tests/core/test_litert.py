@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -176,7 +179,32 @@ def test_keys_differ_by_backbone_size_and_weights():
 def test_the_background_converter_rebuilds_only_the_same_weights(keras_home, store, monkeypatch):
     """The child process checks the weights fingerprint before converting (other weights: nothing written)."""
     monkeypatch.setenv("TRANSFER_STUDIO_LITERT_BACKGROUND", "1")
-    child = spawn_background_conversion("mobilenet_v2", 224, "imagenet-000000000000", store)
+    child = spawn_background_conversion("mobilenet_v2", 224, "imagenet-000000000000", store,
+                                        after_this_process=False)
     assert child is not None and child.wait(timeout=600) == 1
     assert "weights changed" in (store.folder / "background.log").read_text()
     assert not list(store.folder.glob("*.tflite"))
+
+
+def test_the_background_conversion_starts_once_the_run_that_asked_for_it_has_ended(tmp_path):
+    """The converter waits for its parent (the run) to end, so a cold run is not slowed by its conversion."""
+    import subprocess
+    import sys
+
+    report = tmp_path / "waited.txt"
+    grandchild = ("import os, sys, time; from core.extractors import wait_for_parent; "
+                  f"ended = wait_for_parent(os.getppid(), timeout=120, poll=0.05); open({str(report)!r}, 'w')"
+                  ".write(f'{ended} {os.getppid()}')")
+    # The parent starts the converter stand-in, then works a little and ends: the stand-in must notice.
+    parent = ("import subprocess, sys, time; "
+              f"subprocess.Popen([sys.executable, '-c', {grandchild!r}], start_new_session=True); "
+              "time.sleep(1.0); print('parent done')")
+    done = subprocess.run([sys.executable, "-c", parent], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for _ in range(600):
+        if report.exists() and report.read_text():
+            break
+        time.sleep(0.1)
+    ended, _ = report.read_text().split()
+    assert ended == "True"  # it went on because the parent had ended, not after its 120 s timeout
