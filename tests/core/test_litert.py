@@ -89,6 +89,17 @@ def test_a_second_workspace_reuses_the_conversion_of_the_first(extractor, tmp_pa
     assert not list((tmp_path / "machine").glob(".*"))  # no temporary file left behind
 
 
+def test_a_backbone_measured_faster_on_keras_here_stays_on_keras_even_when_converted(store, converted):
+    store.save(extractor_key("resnet50", 224, "imagenet-abc"), converted, {})
+    store.record_speed("resnet50", 224, keras=30.0, litert=27.0)
+    plan = plan_extraction("resnet50", 224, "imagenet-abc", 20_000, store=store, mode="auto")
+    assert plan.runtime == "keras" and not plan.convert_now and not plan.background
+    assert "30 against 27" in plan.reason
+    store.record_speed("mobilenet_v2", 224, keras=100.0, litert=270.0)
+    store.save(extractor_key("mobilenet_v2", 224, "imagenet-abc"), converted, {})
+    assert plan_extraction("mobilenet_v2", 224, "imagenet-abc", 300, store=store, mode="auto").runtime == "litert"
+
+
 def test_a_small_cold_dataset_runs_on_keras_and_a_big_one_converts_first(store):
     small = plan_extraction("mobilenet_v2", 224, "imagenet-abc", 300, store=store, mode="auto")
     assert small.runtime == "keras" and not small.convert_now and small.background
