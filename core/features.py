@@ -104,7 +104,7 @@ def _fast(extractor, meta: dict, image_size: int, total: int):
 
 
 def _run_extractor(staging, extractor, dataset, image_size, resize, batch_size, reporter, total) -> int:
-    """Every split through ``extractor`` into ``staging/<split>.npy``; decoding overlaps inference (tf.data)."""
+    """Every split through ``extractor`` into ``staging/<split>.npy``; decoding threads overlap inference."""
     from core.pipeline import image_batches
 
     dim = int(extractor.output_shape[-1])

@@ -1,9 +1,9 @@
-"""tf.data input pipeline over the normalized copies of a dataset.
+"""Input pipelines over the normalized copies of a dataset: ``tf.data`` for training, threads for one pass.
 
 Pixels go through :func:`core.images.load_rgb_image` and :func:`core.images.prepare_image`
-(via ``tf.numpy_function``), the same code prediction and the exported model use, so training
-and inference see identical inputs. Images are read lazily, a few batches ahead: the whole
-dataset is never in memory.
+(via ``tf.numpy_function`` in ``make_image_dataset``, directly in ``image_batches``), the same code
+prediction and the exported model use, so training and inference see identical inputs. Images are
+read lazily, a few batches ahead: the whole dataset is never in memory.
 """
 
 from __future__ import annotations
