@@ -274,10 +274,10 @@ PARENT_WAIT_S = 120.0
 def wait_for_parent(pid: int, *, timeout: float = PARENT_WAIT_S, poll: float = 0.5) -> bool:
     """Wait until process ``pid`` (the run that started this conversion) has ended, at most ``timeout`` seconds.
 
-    Even at the lowest priority a conversion slowed the run that started it (a cold hymenoptera run measured
-    15.7 s against 13.6 s on 2 cores: importing TensorFlow and converting still take memory bandwidth and the
-    moments the run leaves a core idle), so it starts once that run is over; a process that lives on (a server)
-    gets its conversion after ``timeout``. True when the parent ended.
+    Even at the lowest priority a conversion beside the run that started it takes what that run leaves idle on a
+    2-core machine (the moments one core waits, memory bandwidth, the page cache for importing TensorFlow), so it
+    starts once that run is over; a process that lives on (a server) gets its conversion after ``timeout``.
+    True when the parent ended.
     """
     deadline = time.monotonic() + timeout
     while os.getppid() == pid:  # once the parent has ended this process is handed to another (init or a reaper)
