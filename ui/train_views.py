@@ -190,7 +190,7 @@ def _live_view(run_id: str) -> None:
     st.session_state[f"live_active_{run_id}"] = status in ACTIVE
     if was_active and status not in ACTIVE:
         st.rerun(scope="app")  # the run ended: a full run draws it once more, without polling
-    render_status(run_id, record, run.progress)
+    render_status(run_id, record, run.progress, run.folder)
     render_start(record)
     if run.history:
         full = st.toggle("Full range (accuracy 0 to 1, loss from 0)", key=f"full_range_{run_id}")
@@ -233,14 +233,17 @@ def render_start(record: dict) -> None:
     st.caption(escape_markdown(f"Continues run {continued['run_id']}: {measured}."))
 
 
-def render_status(run_id: str, record: dict, progress: dict) -> None:
+def render_status(run_id: str, record: dict, progress: dict, folder=None) -> None:
+    """What the run is doing (queue position, progress and ETA, result or error) and, while it is live, its Stop.
+    ``folder``: the run's folder, when the caller has it (a live view polls this every second)."""
     status = record["status"]
-    manager = get_manager()
+    stopping = status in ACTIVE and runs.stop_requested(folder or runs.run_dir(get_workspace(), run_id))
     if status == "queued":
+        manager = get_manager()
         running, queued = manager.server_counts()
         st.info(f"Waiting in the queue: position {manager.queue_position(run_id) or '?'} of {queued} "
                 f"({running} running, at most {manager.max_jobs} at once).")
-    elif status == "running" and runs.stop_requested(runs.run_dir(get_workspace(), run_id)):
+    elif status == "running" and stopping:
         st.info(STOPPING)
     elif status == "running":
         stage = progress.get("stage", "starting")
@@ -272,9 +275,12 @@ def render_status(run_id: str, record: dict, progress: dict) -> None:
             with st.expander("Details"):
                 st.code(record["error_details"])
     if status in ACTIVE:
-        stopping = runs.stop_requested(runs.run_dir(get_workspace(), run_id))
-        st.button(STOP_LABEL, key=f"stop_{run_id}", type="secondary", disabled=stopping, on_click=manager.stop,
+        st.button(STOP_LABEL, key=f"stop_{run_id}", type="secondary", disabled=stopping, on_click=_stop,
                   args=(run_id,), help="Ends the run after the current batch and keeps the best model so far.")
+
+
+def _stop(run_id: str) -> None:
+    get_manager().stop(run_id)
 
 
 def start_button(manager, config, *, key: str | None = None, disabled: bool = False, fields: dict | None = None):
