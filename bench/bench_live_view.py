@@ -53,7 +53,8 @@ def main() -> None:
     print("|---|---|---|")
     before = cpu_ms(lambda: (gc.collect(2), keras.backend.clear_session()), repeats)
     after = cpu_ms(lambda: keras.backend.clear_session(free_memory=False), repeats)
-    print(f"| cleanup after a script run (gc.collect(2) and clear_session(); ours without the collections) | "
+    print(f"| cleanup after a script run (gc.collect(2) and clear_session(), against clear_session(free_memory=False), "
+          f"not used: it saved nothing) | "
           f"{before:.2f} | {after:.2f} |")
     for epochs in (int(n) for n in args.epochs.split(",")):
         bench_epochs(epochs, repeats)
