@@ -10,7 +10,7 @@ from core.speed import RUNTIME_NAMES, estimate_seconds, expected_speed, measure_
 from core.weights import resolve_weights, weights_available
 from ui import base_views
 from ui import train_views as views
-from ui.jobs import format_seconds, get_manager, snapshot
+from ui.jobs import format_seconds, get_manager
 from ui.state import get_run_id, get_workspace, require_dataset
 from ui.text import escape_markdown
 
@@ -19,8 +19,8 @@ workspace = get_workspace()
 manager = get_manager()
 
 run_id = get_run_id()
-current = snapshot(run_id) if run_id else None
-if current and current["record"]["status"] in views.ACTIVE:
+current = views.look_at_run(run_id) if run_id else None
+if current and current.status in views.ACTIVE:
     st.subheader(f"Run {run_id}")
     views.live_run(run_id)
     st.stop()
@@ -32,9 +32,9 @@ if current:
         st.subheader(f"Last run: {run_id}")
         views.live_run(run_id)
         left, right, _ = st.columns([1, 1, 3])
-        if left.button("Open in Evaluate", disabled=current["record"]["status"] not in ("done", "stopped")):
+        if left.button("Open in Evaluate", disabled=current.status not in ("done", "stopped")):
             st.switch_page("pages/evaluate.py")
-        if right.button("Open in Predict", disabled=current["record"]["status"] not in ("done", "stopped")):
+        if right.button("Open in Predict", disabled=current.status not in ("done", "stopped")):
             st.switch_page("pages/predict.py")
 
 st.caption(f"Dataset **{escape_markdown(dataset.name)}**: {len(dataset.entries)} images in "

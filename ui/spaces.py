@@ -92,7 +92,9 @@ def forget_space() -> None:
 def visitor_workspace(base: Workspace) -> Workspace:
     """The space of this visitor, created on their first visit; SpaceError for an unknown key."""
     email = signed_in_email()
-    opened = st.session_state.get(OPENED_KEY) if is_teacher() else None
+    opened = st.session_state.get(OPENED_KEY)
+    if opened and not is_teacher():  # asked only of a session that opened a space: st.user reads the secrets
+        opened = None
     if email and not opened:
         key = None
     else:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pandas as pd
 import streamlit as st
 
@@ -15,8 +13,8 @@ from core.errors import StudioError
 from core.roles import format_headline
 from core.speed import RUNTIME_NAMES, expected_speed
 from core.weights import weights_available
-from ui.charts import live_curves_spec
-from ui.jobs import format_seconds, get_manager, snapshot
+from ui.jobs import format_seconds, get_manager
+from ui.live_runs import LiveRun, live_runs
 from ui.state import get_workspace, set_run_id
 from ui.text import escape_markdown
 
@@ -38,8 +36,6 @@ LIVE_POLL_S = 1.0
 STOP_LABEL = "Stop training"
 STOPPING = "Stopping… the run ends after the current batch and keeps the best model so far."
 
-LIVE_CACHE = "_live_runs"
-LIVE_READS = "_live_reads"  # how many times a live view re-read a run from disk (tests count it)
 
 
 def backbone_table(workspace, num_images: int = 0) -> pd.DataFrame:
@@ -156,16 +152,26 @@ def strategy_picker() -> str:
 def live_run(run_id: str) -> None:
     """Status, progress with ETA, curves and Stop of one run.
 
-    While the run is queued or training this is a fragment that reruns every ``LIVE_POLL_S``; each
-    rerun first compares the run files' modification times and re-reads and rebuilds the charts
-    only when one changed. A finished run is drawn once, with no polling at all.
+    While the run is queued or training this is a fragment that reruns every ``LIVE_POLL_S``; each rerun
+    takes the server-wide look at the run (``ui.live_runs``): its files are re-read, and its curves rebuilt,
+    only when one changed, once for every tab watching it. A finished run is drawn once, with no polling at all.
     """
-    record = _live_entry(run_id)["record"]
-    if record is not None and record["status"] in ACTIVE:
+    run = look_at_run(run_id)
+    if run is not None and run.status in ACTIVE:
         hide_script_stop()
         st.fragment(_live_view, run_every=LIVE_POLL_S)(run_id)
     else:
         _live_view(run_id)
+
+
+def look_at_run(run_id: str) -> LiveRun | None:
+    """The run as every tab watching it sees it now (shared: never change it); None when there is no such run."""
+    try:
+        folder = runs.run_dir(get_workspace(), run_id)
+    except StudioError:  # a malformed id (typed into the URL)
+        return None
+    run = live_runs().look(folder)
+    return None if run.record is None else run
 
 
 def hide_script_stop() -> None:
@@ -174,61 +180,24 @@ def hide_script_stop() -> None:
     st.html("<style>[data-testid='stStatusWidget']{display:none !important}</style>")
 
 
-def _stamp(run_id: str) -> tuple:
-    folder = runs.run_dir(get_workspace(), run_id)
-    stamp = []
-    for name in ("run.json", "progress.json", "history.json"):
-        try:
-            stat = os.stat(folder / name)  # files are replaced atomically: a new inode, mtime and size
-            stamp.append((stat.st_mtime_ns, stat.st_ino, stat.st_size))
-        except OSError:
-            stamp.append(None)
-    return tuple(stamp)
-
-
-def _live_entry(run_id: str) -> dict:
-    """The run's snapshot and charts, re-read only when a file of the run changed since the last look."""
-    cache = st.session_state.setdefault(LIVE_CACHE, {})
-    stamp, entry = _stamp(run_id), cache.get(run_id)
-    if entry is not None and entry["stamp"] == stamp:
-        return entry
-    snap = snapshot(run_id)
-    if snap is None:
-        entry = {"stamp": stamp, "record": None}
-    else:
-        history = snap["history"]
-        same_history = entry is not None and entry["stamp"][2] == stamp[2] and entry.get("figures")
-        figures = entry["figures"] if same_history else (
-            (live_curves_spec(history, "loss"),
-             live_curves_spec(history, "accuracy", before=accuracy_before(snap["record"]))) if history else None)
-        entry = {"stamp": stamp, "record": snap["record"], "progress": snap["progress"], "figures": figures,
-                 "history": history}
-        st.session_state[LIVE_READS] = st.session_state.get(LIVE_READS, 0) + 1
-    cache[run_id] = entry
-    return entry
-
-
 def _live_view(run_id: str) -> None:
-    entry = _live_entry(run_id)
-    record = entry["record"]
-    if record is None:
+    run = look_at_run(run_id)
+    if run is None:
         st.warning(f"Run {run_id} no longer exists.")
         return
-    status = record["status"]
+    record, status = run.record, run.status
     was_active = st.session_state.get(f"live_active_{run_id}")
     st.session_state[f"live_active_{run_id}"] = status in ACTIVE
     if was_active and status not in ACTIVE:
         st.rerun(scope="app")  # the run ended: a full run draws it once more, without polling
-    render_status(run_id, record, entry["progress"])
+    render_status(run_id, record, run.progress, run.folder)
     render_start(record)
-    if entry["figures"]:
+    if run.history:
         full = st.toggle("Full range (accuracy 0 to 1, loss from 0)", key=f"full_range_{run_id}")
-        figures = entry["figures"] if not full else (
-            live_curves_spec(entry["history"], "loss", full_range=True),
-            live_curves_spec(entry["history"], "accuracy", before=accuracy_before(record), full_range=True))
+        loss, accuracy = live_runs().curves(run, full_range=full)
         left, right = st.columns(2)
-        left.vega_lite_chart(figures[0], key=f"loss_{run_id}")
-        right.vega_lite_chart(figures[1], key=f"acc_{run_id}")
+        left.vega_lite_chart(loss, key=f"loss_{run_id}")
+        right.vega_lite_chart(accuracy, key=f"acc_{run_id}")
 
 
 def render_honesty(record: dict) -> None:
@@ -264,14 +233,17 @@ def render_start(record: dict) -> None:
     st.caption(escape_markdown(f"Continues run {continued['run_id']}: {measured}."))
 
 
-def render_status(run_id: str, record: dict, progress: dict) -> None:
+def render_status(run_id: str, record: dict, progress: dict, folder=None) -> None:
+    """What the run is doing (queue position, progress and ETA, result or error) and, while it is live, its Stop.
+    ``folder``: the run's folder, when the caller has it (a live view polls this every second)."""
     status = record["status"]
-    manager = get_manager()
+    stopping = status in ACTIVE and runs.stop_requested(folder or runs.run_dir(get_workspace(), run_id))
     if status == "queued":
+        manager = get_manager()
         running, queued = manager.server_counts()
         st.info(f"Waiting in the queue: position {manager.queue_position(run_id) or '?'} of {queued} "
                 f"({running} running, at most {manager.max_jobs} at once).")
-    elif status == "running" and runs.stop_requested(runs.run_dir(get_workspace(), run_id)):
+    elif status == "running" and stopping:
         st.info(STOPPING)
     elif status == "running":
         stage = progress.get("stage", "starting")
@@ -303,9 +275,12 @@ def render_status(run_id: str, record: dict, progress: dict) -> None:
             with st.expander("Details"):
                 st.code(record["error_details"])
     if status in ACTIVE:
-        stopping = runs.stop_requested(runs.run_dir(get_workspace(), run_id))
-        st.button(STOP_LABEL, key=f"stop_{run_id}", type="secondary", disabled=stopping, on_click=manager.stop,
+        st.button(STOP_LABEL, key=f"stop_{run_id}", type="secondary", disabled=stopping, on_click=_stop,
                   args=(run_id,), help="Ends the run after the current batch and keeps the best model so far.")
+
+
+def _stop(run_id: str) -> None:
+    get_manager().stop(run_id)
 
 
 def start_button(manager, config, *, key: str | None = None, disabled: bool = False, fields: dict | None = None):

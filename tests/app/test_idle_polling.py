@@ -17,7 +17,7 @@ from core.config import TrainConfig
 from core.jobs import _MANAGERS, process_start_time
 from core.workspace import atomic_write_json
 from tests.app.conftest import APP
-from ui.train_views import LIVE_READS
+from ui.live_runs import live_runs
 
 pytestmark = pytest.mark.usefixtures("through_app_py")
 
@@ -90,13 +90,50 @@ def test_a_training_run_polls_its_live_view_and_the_sidebar_until_it_ends(app_wo
     assert _polled(polling) == []
 
 
+def _charts(at: AppTest) -> list[tuple]:
+    return [(chart.proto.spec, chart.proto.data.data, [(d.name, d.data.data) for d in chart.proto.datasets])
+            for chart in at.get("vega_lite_chart")]
+
+
 def test_the_live_view_rereads_a_run_only_when_its_files_changed(app_workspace, sample_dataset):
     run_id = _run(app_workspace, sample_dataset, "running", epochs=2)
     at = open_page("train", dataset=sample_dataset.id, run=run_id)
-    reads = at.session_state[LIVE_READS]
+    reads = dict(live_runs().reads)
     for _ in range(3):
         at.run()
-    assert at.session_state[LIVE_READS] == reads
+    assert live_runs().reads == reads
     atomic_write_json(runs.run_dir(app_workspace, run_id) / "history.json", _history(3))
     at.run()
-    assert at.session_state[LIVE_READS] == reads + 1
+    assert live_runs().reads["history.json"] == reads["history.json"] + 1
+    assert live_runs().reads["run.json"] == reads["run.json"]
+
+
+def test_two_tabs_watching_one_run_parse_its_history_and_build_its_curves_once_per_change(
+        app_workspace, sample_dataset):
+    run_id = _run(app_workspace, sample_dataset, "running", epochs=2)
+    tabs = [open_page("train", dataset=sample_dataset.id, run=run_id) for _ in range(2)]
+    assert live_runs().reads["history.json"] == 1 and live_runs().builds == 1
+    for _ in range(2):
+        for at in tabs:
+            at.run()
+    assert live_runs().reads["history.json"] == 1 and live_runs().builds == 1
+    atomic_write_json(runs.run_dir(app_workspace, run_id) / "history.json", _history(3))
+    for at in tabs:
+        at.run()
+    assert live_runs().reads["history.json"] == 2 and live_runs().builds == 2
+    assert _charts(tabs[0]) == _charts(tabs[1]) and len(_charts(tabs[0])) == 2
+
+
+def test_progress_that_moves_does_not_rebuild_the_curves(app_workspace, sample_dataset):
+    run_id = _run(app_workspace, sample_dataset, "running", epochs=2)
+    folder = runs.run_dir(app_workspace, run_id)
+    atomic_write_json(folder / "progress.json", {"stage": "phase 1", "epoch": 3, "total_epochs": 9, "batch": 1,
+                                                 "of": 4, "eta": 5.0})
+    at = open_page("train", dataset=sample_dataset.id, run=run_id)
+    charts, builds = _charts(at), live_runs().builds
+    atomic_write_json(folder / "progress.json", {"stage": "phase 1", "epoch": 3, "total_epochs": 9, "batch": 2,
+                                                 "of": 4, "eta": 4.0})
+    at.run()
+    assert "batch 2 of 4" in at.get("progress")[0].proto.text
+    assert live_runs().builds == builds and _charts(at) == charts  # the same bytes: nothing for a tab to redraw
+    assert all(datasets and not data for _, data, datasets in charts)  # points travel as prebuilt Arrow
