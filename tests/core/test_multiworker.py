@@ -103,6 +103,30 @@ def _wait_for_phase_two(workspace, processes, tmp_path, timeout=600):
     raise AssertionError(f"no phase 2 in {timeout} s: {_logs(tmp_path)}")
 
 
+def test_stop_on_the_chief_ends_every_worker_after_the_same_step_and_the_chief_saves_once(workspace, tmp_path):
+    dataset = create_sample_dataset(workspace)
+    processes = start_local_workers(_train_args(workspace, dataset.id, "--epochs", "1", "--fine-tune-epochs", "200"),
+                                    logs=tmp_path, env={"TRANSFER_STUDIO_COLLECTIVE_TIMEOUT_S": "120"})
+    try:
+        run_id = _wait_for_phase_two(workspace, processes, tmp_path)
+        time.sleep(3)  # inside the fine-tune phase's steps
+        runs.request_stop(workspace, run_id)
+        assert _wait(processes, 240) == [0, 0], _logs(tmp_path)
+    finally:
+        for process in processes:
+            process.kill()
+    record = runs.load_run(workspace, run_id)
+    assert record["status"] == "stopped", record.get("error")
+    assert record["stopped_at"]["stage"] == "phase 2" and record["stopped_at"]["phase"] == 2, record["stopped_at"]
+    history = runs.load_history(workspace, run_id)
+    assert history[-1]["partial"] is True and len(history) < 201
+    assert len(list(workspace.root.rglob("*.keras"))) == 1  # the chief's model, saved once
+    model = runs.load_run_model(workspace, run_id)
+    probabilities = model.predict(np.zeros((1, 96, 96, 3), "float32"), verbose=0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert "worker 1 of 2 stopped" in (tmp_path / "worker-1.log").read_text()
+
+
 def test_tf_config_names_the_chief_and_the_others():
     workers = ("10.0.0.1:2222", "10.0.0.2:2222")
     first = cluster_task({"TF_CONFIG": tf_config(workers, 0)})
