@@ -127,6 +127,38 @@ def test_stop_on_the_chief_ends_every_worker_after_the_same_step_and_the_chief_s
     assert "worker 1 of 2 stopped" in (tmp_path / "worker-1.log").read_text()
 
 
+def test_a_stop_before_the_embedding_pass_is_agreed_at_its_first_batch_by_both_workers(workspace, tmp_path):
+    import subprocess
+    import sys
+
+    from core.cluster import WORKERS_ENV, free_ports
+    from core.config import TrainConfig
+
+    dataset = create_sample_dataset(workspace)
+    config = TrainConfig(dataset_id=dataset.id, backbone="mobilenet_v3_small", image_size=96, weights="none",
+                         strategy="fine-tune", head="keras", fine_tune_layers=8, early_stopping_patience=0,
+                         batch_size=32, epochs=1, fine_tune_epochs=1, distribution="multi-worker")
+    run_id = runs.create_run(workspace, config, classes=dataset.classes, status="queued")
+    runs.request_stop(workspace, run_id)  # before either starts: the first point both pass is the first batch
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    environ = {**os.environ, WORKERS_ENV: ",".join(workers), "TRANSFER_STUDIO_COLLECTIVE_TIMEOUT_S": "120"}
+    command = [sys.executable, "-m", "core", "worker", run_id, "--workspace", str(workspace.root)]
+    processes = [subprocess.Popen(command, env={**environ, "TF_CONFIG": tf_config(workers, 0)},  # as the server
+                                  stdout=open(tmp_path / "worker-0.log", "wb"), stderr=subprocess.STDOUT),  # noqa: SIM115
+                 subprocess.Popen([*command, "--as-worker", "1"], env=environ,
+                                  stdout=open(tmp_path / "worker-1.log", "wb"), stderr=subprocess.STDOUT)]  # noqa: SIM115
+    try:
+        assert _wait(processes, 400) == [0, 0], _logs(tmp_path)
+    finally:
+        for process in processes:
+            process.kill()
+    record = runs.load_run(workspace, run_id)
+    assert record["status"] == "stopped", record.get("error")
+    assert record["stopped_at"]["stage"] == "features" and "batch" not in record["stopped_at"], record["stopped_at"]
+    assert list(workspace.root.rglob("*.keras")) == [] and runs.load_history(workspace, run_id) == []
+    assert f"for run {run_id}: stopped" in (tmp_path / "worker-1.log").read_text()
+
+
 def test_tf_config_names_the_chief_and_the_others():
     workers = ("10.0.0.1:2222", "10.0.0.2:2222")
     first = cluster_task({"TF_CONFIG": tf_config(workers, 0)})
