@@ -183,7 +183,14 @@ def test_a_non_chief_worker_writes_only_into_a_folder_it_deletes(workspace, tmp_
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
+    from core.features import cached_features
+
     dataset = create_sample_dataset(workspace)
+    for key, dataset_id in (("this", dataset.id), ("other", "another-dataset")):  # the chief's caches
+        (workspace.features_dir / key).mkdir()
+        np.save(workspace.features_dir / key / "train.npy", np.ones((3, 4), np.float32))
+        (workspace.features_dir / key / "meta.json").write_text(json.dumps(
+            {"complete": True, "dataset_id": dataset_id, "splits": ["train"]}))
     before = sorted(p.relative_to(workspace.root) for p in workspace.root.rglob("*"))
     task = ClusterTask(("a:1", "b:2"), "worker", 1)
     with worker_workspace(workspace, dataset.id, task) as scratch:
@@ -191,6 +198,8 @@ def test_a_non_chief_worker_writes_only_into_a_folder_it_deletes(workspace, tmp_
         from core.datasets import load_dataset
 
         assert load_dataset(scratch, dataset.id).classes == dataset.classes
+        assert cached_features(scratch, "this")["train"].shape == (3, 4)  # read where it is: no second pass
+        assert cached_features(scratch, "other") is None
         (scratch.runs_dir / "x").mkdir()
     assert sorted(p.relative_to(workspace.root) for p in workspace.root.rglob("*")) == before
     assert list((tmp_path / "tmp").iterdir()) == []
