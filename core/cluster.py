@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ConfigError
-from core.workspace import Workspace
+from core.workspace import Workspace, read_json
 
 WORKERS_ENV = "TRANSFER_STUDIO_WORKERS"
 
@@ -90,8 +90,10 @@ def require_workers() -> tuple[str, ...]:
 def worker_workspace(workspace: Workspace, dataset_id: str, task: ClusterTask | None):
     """The workspace this process trains in: ``workspace`` for the chief (or one process), else a temporary one.
 
-    A temporary workspace sees the shared dataset through a link and keeps everything this worker writes (its
-    run record, embedding cache, model copy); it is deleted when the block ends, however it ends.
+    A temporary workspace sees the shared dataset, and the shared workspace's complete embedding caches of it,
+    through links (read only: a worker then skips the embedding pass the chief skips, instead of embedding every
+    image again), and keeps everything this worker writes (its run record, embedding cache, model copy); it is
+    deleted when the block ends, however it ends.
     """
     if task is None or task.is_chief:
         yield workspace
@@ -100,6 +102,10 @@ def worker_workspace(workspace: Workspace, dataset_id: str, task: ClusterTask | 
     try:
         scratch = Workspace.open(root)
         os.symlink(workspace.datasets_dir / dataset_id, scratch.datasets_dir / dataset_id)
+        for entry in Path(workspace.features_dir).iterdir():
+            meta = read_json(entry / "meta.json", default={}) if entry.is_dir() else {}
+            if meta.get("complete") and meta.get("dataset_id") == dataset_id:
+                os.symlink(entry, scratch.features_dir / entry.name)
         yield scratch
     finally:
         shutil.rmtree(root, ignore_errors=True)

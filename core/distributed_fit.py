@@ -6,8 +6,10 @@ loop instead: each worker reads its own shard of the files (explicit sharding in
 ``distribute_datasets_from_function``), ``strategy.run`` runs a ``GradientTape`` step whose loss is
 ``tf.nn.compute_average_loss`` over the global batch, and ``optimizer.apply_gradients`` sums the gradients of
 every replica. The run's own callbacks (progress, Stop, best weights, early stopping) are driven as ``fit`` drives
-them. Every decision is taken on figures summed over all workers, so every worker takes the same one: a Stop seen
-by the chief is agreed at the next step, and the validation figures each worker sees are the same.
+them. Every decision is taken on figures summed over all workers, so every worker takes the same one: the chief's
+Stop flag rides in the same all-reduce as each step's figures, so every worker leaves the loop after that same step
+and marks the run stopped, and the validation figures each worker sees are the same. Outside the loop, Stop is
+agreed by ``stop_agreement`` at points every worker passes together (``RunReporter.sync_stop``).
 """
 
 from __future__ import annotations
@@ -82,9 +84,13 @@ def fit_across_workers(parts, model, *, train: Source, val: Source, phase: int, 
         return _fit(parts, model, train, val, phase=phase, steps=steps, epochs=epochs, initial_epoch=initial_epoch,
                     best=best, validation_steps=validation_steps)
     except LOST_WORKER_ERRORS as exc:
-        raise WorkerLost(f"A training worker stopped answering ({_lost_peer(parts.strategy, exc)}), so the run "
-                         f"across {_worker_count(parts.strategy)} workers failed. Check that every worker machine is "
-                         "up and reachable, then train again.") from exc
+        raise _worker_lost(parts.strategy, exc) from exc
+
+
+def _worker_lost(strategy, exc) -> WorkerLost:
+    return WorkerLost(f"A training worker stopped answering ({_lost_peer(strategy, exc)}), so the run across "
+                      f"{_worker_count(strategy)} workers failed. Check that every worker machine is up and reachable, "
+                      "then train again.")
 
 
 def _lost_peer(strategy, exc) -> str:
@@ -112,6 +118,7 @@ def _fit(parts, model, train, val, *, phase, steps, epochs, initial_epoch, best,
         lambda context: train.make(_shard(train.size, context), context.get_per_replica_batch_size(global_batch))
         .repeat()))
     train_step = _train_step(strategy, model, global_batch, parts.class_weight())
+    reporter = parts.reporter
     model.stop_training = False
     callbacks.on_train_begin()
     for epoch in range(initial_epoch, epochs):
@@ -119,10 +126,12 @@ def _fit(parts, model, train, val, *, phase, steps, epochs, initial_epoch, best,
         totals = np.zeros(3)
         for batch in range(steps):
             callbacks.on_train_batch_begin(batch)
-            figures = train_step(iterator, tf.constant(float(bool(model.stop_training))))
+            figures = train_step(iterator, tf.constant(float(reporter.local_stop_requested())))
             totals += figures[:3]
+            if figures[3] > 0:  # some worker's Stop flag rode in this step: every worker stops after it
+                reporter.agree_stop(phase=phase, epoch=epoch + 1, batch=batch + 1, of=steps)
             callbacks.on_train_batch_end(batch, {"loss": totals[0] / max(totals[2], 1.0)})
-            if figures[3] > 0:  # some worker was told to stop after the previous batch: all end this epoch here
+            if model.stop_training:
                 break
         logs, stop = _epoch_logs(strategy, model, val, global_batch, totals, bool(model.stop_training))
         model.stop_training = stop
@@ -130,6 +139,10 @@ def _fit(parts, model, train, val, *, phase, steps, epochs, initial_epoch, best,
         if model.stop_training:
             break
     callbacks.on_train_end()
+    if keeper.best.weights is None and reporter.progress.get("stopped_by_user"):
+        from core.progress import StopRequested
+
+        raise StopRequested()  # stopped in the first epoch of the run: no scored model to keep (as under fit)
     return keeper.best
 
 
@@ -186,7 +199,7 @@ def _train_step(strategy, model, global_batch: int, class_weight: dict | None):
 
 def _epoch_logs(strategy, model, val: Source, global_batch: int, totals, stop: bool) -> tuple[dict, bool]:
     """The epoch's figures summed over every worker (each validates its own share), and whether any stops."""
-    local = _validate(strategy, model, val, global_batch)
+    local = np.zeros(3) if stop else _validate(strategy, model, val, global_batch)  # a cut epoch scores nothing
     summed = sum_over_workers(strategy, np.concatenate([local, [float(stop)]]))
     logs = {"loss": totals[0] / max(totals[2], 1.0), "accuracy": totals[1] / max(totals[2], 1.0)}
     if summed[2]:
@@ -212,15 +225,39 @@ def _validate(strategy, model, val: Source, global_batch: int) -> np.ndarray:
 
 def sum_over_workers(strategy, values) -> np.ndarray:
     """``values`` (a 1-D float array on each worker) summed over every worker; the same result on each."""
-    local_replicas = _local_replicas(strategy)
+    values = np.asarray(values, dtype=np.float32)
+    result = _adder(strategy, len(values))(tf.constant(values))
+    return np.asarray(strategy.experimental_local_results(result)[0], dtype=np.float64) / _local_replicas(strategy)
 
-    @tf.function
-    def add(tensor):  # identity: a fresh tensor on the replica's device (an eager constant sits on localhost)
-        return strategy.run(lambda t: tf.distribute.get_replica_context().all_reduce("SUM", tf.identity(t)),
-                            args=(tensor,))
 
-    result = add(np.asarray(values, dtype=np.float32))
-    return np.asarray(strategy.experimental_local_results(result)[0], dtype=np.float64) / local_replicas
+_ADDERS: dict = {}
+
+
+def _adder(strategy, length: int):
+    """One traced all-reduce per strategy and length, reused: a Stop agreed at every batch must not retrace."""
+    key = (id(strategy), length)
+    if key not in _ADDERS:
+        @tf.function(input_signature=[tf.TensorSpec([length], tf.float32)])
+        def add(tensor):  # identity: a fresh tensor on the replica's device (an eager constant sits on localhost)
+            return strategy.run(lambda t: tf.distribute.get_replica_context().all_reduce("SUM", tf.identity(t)),
+                                args=(tensor,))
+
+        _ADDERS[key] = add
+    return _ADDERS[key]
+
+
+def stop_agreement(strategy):
+    """``agree(flag)``: True on every worker when ``flag`` is True on any (``RunReporter.share_stop``).
+
+    Raises WorkerLost when another worker stopped answering (as a training step does).
+    """
+    def agree(flag: bool) -> bool:
+        try:
+            return bool(sum_over_workers(strategy, [float(flag)])[0] > 0)
+        except LOST_WORKER_ERRORS as exc:
+            raise _worker_lost(strategy, exc) from exc
+
+    return agree
 
 
 def _agree_weights(strategy, model) -> None:

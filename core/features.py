@@ -69,6 +69,7 @@ def extract_features(workspace: Workspace, key: str, extractor, dataset, *, imag
         ``{split: array (N, D)}`` with rows in manifest order.
     """
     found = cached_features(workspace, key)
+    stop_check = _stop_check(reporter, cached=found is not None)
     if found is not None:
         return found
     meta = dict(meta or {})
@@ -77,7 +78,8 @@ def extract_features(workspace: Workspace, key: str, extractor, dataset, *, imag
     staging = workspace.staging_dir(f"features-{key}-")
     try:
         started = time.perf_counter()
-        dim = _run_extractor(staging, extractor, dataset, image_size, resize, batch_size, reporter, total)
+        dim = _run_extractor(staging, extractor, dataset, image_size, resize, batch_size, reporter, total,
+                             stop_check)
         seconds = time.perf_counter() - started
         facts = _runtime_facts(extractor, total, seconds)
         atomic_write_json(staging / "meta.json", {**meta, **facts, "key": key, "splits": list(dataset.splits),
@@ -103,7 +105,20 @@ def _fast(extractor, meta: dict, image_size: int, total: int):
                                   weights_fingerprint=meta["weights_fingerprint"], num_images=total)
 
 
-def _run_extractor(staging, extractor, dataset, image_size, resize, batch_size, reporter, total) -> int:
+def _stop_check(reporter, *, cached: bool):
+    """How the pass asks for Stop before each batch: the flag file in one process; across workers a Stop agreed by
+    all (a collective, so every worker must ask at the same batches: only when none has the cache, all embed the
+    same batches). When some worker has it, the others embed without asking and Stop waits for the next point
+    all workers pass together."""
+    if reporter is None:
+        return None
+    if not getattr(reporter, "shares_stop", False):
+        return reporter.stop_requested
+    return None if reporter.any_worker(cached) else reporter.sync_stop
+
+
+def _run_extractor(staging, extractor, dataset, image_size, resize, batch_size, reporter, total,
+                   stop_check=None) -> int:
     """Every split through ``extractor`` into ``staging/<split>.npy``; decoding threads overlap inference."""
     from core.pipeline import image_batches
 
@@ -116,7 +131,8 @@ def _run_extractor(staging, extractor, dataset, image_size, resize, batch_size, 
     done = 0
     for images in image_batches([path for _, paths in splits for path in paths], image_size=image_size,
                                 batch_size=batch_size, resize=resize):
-        if reporter is not None and reporter.stop_requested():
+        if stop_check is not None and stop_check():
+            reporter.mark_stopped()
             raise StopRequested()
         batch = np.asarray(extractor.predict_on_batch(images))
         for offset, (index, row) in enumerate(rows[done:done + len(batch)]):

@@ -17,6 +17,7 @@ from core.runs import stop_requested
 from core.workspace import atomic_write_json
 
 BATCH_WRITE_INTERVAL_S = 0.25
+STOPPED_AT_KEYS = ("stage", "phase", "epoch", "batch", "of")
 
 
 class StopRequested(Exception):
@@ -25,6 +26,9 @@ class StopRequested(Exception):
 
 class RunReporter:
     """Writes a run's live position and history; checks the stop flag.
+
+    Across workers (``share_stop``), Stop is a decision every worker takes at the same point: ``stop_requested``
+    then answers what the workers last agreed, and only ``sync_stop`` (called by all of them at once) asks again.
 
     Args:
         folder: The run folder.
@@ -39,6 +43,8 @@ class RunReporter:
         self._last_write = 0.0
         self._plan: list[tuple[str, float]] = []
         self.clock = time.time
+        self._agree = None
+        self._agreed = False
 
     def plan(self, stages: list[tuple[str, float]]) -> None:
         """Estimated seconds of each stage to come, in order; the ETA adds those after the current stage."""
@@ -52,7 +58,48 @@ class RunReporter:
         return sum(seconds for _, seconds in self._plan[start:])
 
     def stop_requested(self) -> bool:
+        """Stop asked for: the flag file in one process; across workers, what they last agreed (no waiting)."""
+        if self._agree is None:
+            return stop_requested(self.folder)
+        return self._agreed
+
+    def local_stop_requested(self) -> bool:
+        """This process's own flag file (on a worker other than the chief, never set)."""
         return stop_requested(self.folder)
+
+    def share_stop(self, agree) -> None:
+        """Take Stop decisions together with the other workers: ``agree(flag)`` is True on every worker when
+        ``flag`` is True on any of them (a collective: every worker must call it at the same point)."""
+        self._agree = agree
+
+    @property
+    def shares_stop(self) -> bool:
+        return self._agree is not None
+
+    def any_worker(self, flag: bool) -> bool:
+        """``flag`` of any worker (a collective across workers; ``flag`` itself in one process)."""
+        return bool(self._agree(bool(flag))) if self._agree is not None else bool(flag)
+
+    def sync_stop(self) -> bool:
+        """A point where every worker asks for Stop at once (a collective); in one process only a look at the
+        flag file, changing nothing. Once the workers agree on Stop the run is marked stopped here."""
+        if self._agree is None:
+            return stop_requested(self.folder)
+        if not self._agreed and self._agree(self.local_stop_requested()):
+            self.agree_stop()
+        return self._agreed
+
+    def agree_stop(self, **where) -> None:
+        """The workers agreed on Stop (in a collective of their own, such as a training step's) ``where``."""
+        self._agreed = True
+        self.mark_stopped(**where)
+
+    def mark_stopped(self, **where) -> None:
+        """Record that Stop ended the run, and where: the current position, or ``where`` (kept from the first)."""
+        if not self.progress.get("stopped_by_user"):
+            self.progress["stopped_by_user"] = True
+            here = {key: self.progress[key] for key in STOPPED_AT_KEYS if key in self.progress}
+            self.progress["stopped_at"] = {**here, **where}
 
     def stage(self, stage: str, **fields) -> None:
         """Enter a stage (``loading``, ``features``, ``phase 1``, ``phase 2``, ``saving``)."""
@@ -158,7 +205,7 @@ class ProgressCallback(keras.callbacks.Callback):
         """Stop between batches: no more training batches, and what is left of the validation pass skipped."""
         if self.stopped_by_user or self.reporter.stop_requested():
             self.stopped_by_user = True
-            self.reporter.progress["stopped_by_user"] = True
+            self.reporter.mark_stopped()
             self.model.stop_training = True
             self.model.stop_evaluating = True
 

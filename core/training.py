@@ -75,6 +75,8 @@ def execute_run(workspace: Workspace, run_id: str, *, on_epoch=None) -> dict:
     except Exception as exc:  # a bug or an environment fault: record it with its traceback
         final = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
                  "error_details": traceback.format_exc()}
+    if final["status"] == "stopped":  # where: the stage, and in a phase the epoch and batch
+        final["stopped_at"] = reporter.progress.get("stopped_at") or {"stage": reporter.progress.get("stage")}
     timings["total_s"] = round(time.perf_counter() - started, 3)
     reporter.stage("finished")
     return runs.update_run(workspace, run_id, finished_at=time.time(), timings=timings, **final)
@@ -112,6 +114,10 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
                     max_side=dataset.summary.get("max_side") or DEFAULT_MAX_SIDE)
     keras.utils.set_random_seed(config.seed)
     strategy = choose_strategy(config.distribution)
+    if is_multi_worker(strategy):  # every Stop decision is taken by all workers at the same point
+        from core.distributed_fit import stop_agreement
+
+        reporter.share_stop(stop_agreement(strategy))
     runs.update_run(workspace, run_id, distribution=describe_strategy(strategy, config.batch_size),
                     **({"cluster": task.describe()} if (task := cluster_task()) and is_multi_worker(strategy) else {}))
     build_started = time.perf_counter()
@@ -134,6 +140,7 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
                                learning_rate=config.effective_learning_rate, augment=True)
     else:
         best = fit_head_phase(parts)
+    reporter.sync_stop()  # across workers: a Stop during the head search is agreed here (else a look, no change)
     if config.strategy == "fine-tune" and config.fine_tune_epochs > 0 and not reporter.progress.get("stopped_by_user"):
         best = fit_image_phase(parts, phase=2, trainable="top", top_layers=parts.fine_tune_layers(),
                                epochs=config.fine_tune_epochs, learning_rate=config.fine_tune_learning_rate,
@@ -142,6 +149,7 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
     reporter.stage("saving")
     path = save_model(parts.model, runs.model_path(workspace, run_id))
     reporter.stage("evaluating")
+    reporter.sync_stop()  # across workers: all measure the saved model, or none (its predict pass is collective)
     headline = headline_of(parts)
     history = reporter.history
     return {

@@ -103,6 +103,62 @@ def _wait_for_phase_two(workspace, processes, tmp_path, timeout=600):
     raise AssertionError(f"no phase 2 in {timeout} s: {_logs(tmp_path)}")
 
 
+def test_stop_on_the_chief_ends_every_worker_after_the_same_step_and_the_chief_saves_once(workspace, tmp_path):
+    dataset = create_sample_dataset(workspace)
+    processes = start_local_workers(_train_args(workspace, dataset.id, "--epochs", "1", "--fine-tune-epochs", "200"),
+                                    logs=tmp_path, env={"TRANSFER_STUDIO_COLLECTIVE_TIMEOUT_S": "120"})
+    try:
+        run_id = _wait_for_phase_two(workspace, processes, tmp_path)
+        time.sleep(3)  # inside the fine-tune phase's steps
+        runs.request_stop(workspace, run_id)
+        assert _wait(processes, 240) == [0, 0], _logs(tmp_path)
+    finally:
+        for process in processes:
+            process.kill()
+    record = runs.load_run(workspace, run_id)
+    assert record["status"] == "stopped", record.get("error")
+    assert record["stopped_at"]["stage"] == "phase 2" and record["stopped_at"]["phase"] == 2, record["stopped_at"]
+    history = runs.load_history(workspace, run_id)
+    assert history[-1]["partial"] is True and len(history) < 201
+    assert len(list(workspace.root.rglob("*.keras"))) == 1  # the chief's model, saved once
+    model = runs.load_run_model(workspace, run_id)
+    probabilities = model.predict(np.zeros((1, 96, 96, 3), "float32"), verbose=0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert "worker 1 of 2 stopped" in (tmp_path / "worker-1.log").read_text()
+
+
+def test_a_stop_before_the_embedding_pass_is_agreed_at_its_first_batch_by_both_workers(workspace, tmp_path):
+    import subprocess
+    import sys
+
+    from core.cluster import WORKERS_ENV, free_ports
+    from core.config import TrainConfig
+
+    dataset = create_sample_dataset(workspace)
+    config = TrainConfig(dataset_id=dataset.id, backbone="mobilenet_v3_small", image_size=96, weights="none",
+                         strategy="fine-tune", head="keras", fine_tune_layers=8, early_stopping_patience=0,
+                         batch_size=32, epochs=1, fine_tune_epochs=1, distribution="multi-worker")
+    run_id = runs.create_run(workspace, config, classes=dataset.classes, status="queued")
+    runs.request_stop(workspace, run_id)  # before either starts: the first point both pass is the first batch
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    environ = {**os.environ, WORKERS_ENV: ",".join(workers), "TRANSFER_STUDIO_COLLECTIVE_TIMEOUT_S": "120"}
+    command = [sys.executable, "-m", "core", "worker", run_id, "--workspace", str(workspace.root)]
+    processes = [subprocess.Popen(command, env={**environ, "TF_CONFIG": tf_config(workers, 0)},  # as the server
+                                  stdout=open(tmp_path / "worker-0.log", "wb"), stderr=subprocess.STDOUT),  # noqa: SIM115
+                 subprocess.Popen([*command, "--as-worker", "1"], env=environ,
+                                  stdout=open(tmp_path / "worker-1.log", "wb"), stderr=subprocess.STDOUT)]  # noqa: SIM115
+    try:
+        assert _wait(processes, 400) == [0, 0], _logs(tmp_path)
+    finally:
+        for process in processes:
+            process.kill()
+    record = runs.load_run(workspace, run_id)
+    assert record["status"] == "stopped", record.get("error")
+    assert record["stopped_at"]["stage"] == "features" and "batch" not in record["stopped_at"], record["stopped_at"]
+    assert list(workspace.root.rglob("*.keras")) == [] and runs.load_history(workspace, run_id) == []
+    assert f"for run {run_id}: stopped" in (tmp_path / "worker-1.log").read_text()
+
+
 def test_tf_config_names_the_chief_and_the_others():
     workers = ("10.0.0.1:2222", "10.0.0.2:2222")
     first = cluster_task({"TF_CONFIG": tf_config(workers, 0)})
@@ -127,7 +183,14 @@ def test_a_non_chief_worker_writes_only_into_a_folder_it_deletes(workspace, tmp_
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
+    from core.features import cached_features
+
     dataset = create_sample_dataset(workspace)
+    for key, dataset_id in (("this", dataset.id), ("other", "another-dataset")):  # the chief's caches
+        (workspace.features_dir / key).mkdir()
+        np.save(workspace.features_dir / key / "train.npy", np.ones((3, 4), np.float32))
+        (workspace.features_dir / key / "meta.json").write_text(json.dumps(
+            {"complete": True, "dataset_id": dataset_id, "splits": ["train"]}))
     before = sorted(p.relative_to(workspace.root) for p in workspace.root.rglob("*"))
     task = ClusterTask(("a:1", "b:2"), "worker", 1)
     with worker_workspace(workspace, dataset.id, task) as scratch:
@@ -135,6 +198,8 @@ def test_a_non_chief_worker_writes_only_into_a_folder_it_deletes(workspace, tmp_
         from core.datasets import load_dataset
 
         assert load_dataset(scratch, dataset.id).classes == dataset.classes
+        assert cached_features(scratch, "this")["train"].shape == (3, 4)  # read where it is: no second pass
+        assert cached_features(scratch, "other") is None
         (scratch.runs_dir / "x").mkdir()
     assert sorted(p.relative_to(workspace.root) for p in workspace.root.rglob("*")) == before
     assert list((tmp_path / "tmp").iterdir()) == []

@@ -93,6 +93,8 @@ def test_stop_in_fine_tuning_ends_within_one_batch_and_saves_the_best_weights(wo
         np.testing.assert_array_equal(saved_array, best_array)
     assert record["best_epoch"] == 1  # the head of phase 1: the cut epoch scored nothing
     assert record["headline"] is not None  # measured on the cached features, which that head model still fits
+    where = record["stopped_at"]
+    assert (where["stage"], where["phase"], where["batch"]) == ("phase 2", 2, 2), where
 
 
 def test_stop_while_computing_features_ends_at_the_next_batch(workspace, tiny, monkeypatch):
@@ -115,6 +117,7 @@ def test_stop_while_computing_features_ends_at_the_next_batch(workspace, tiny, m
     assert record["status"] == "stopped"
     assert batches_after["count"] == 0
     assert not runs.model_path(workspace, run_id).exists()
+    assert record["stopped_at"]["stage"] == "features" and record["stopped_at"]["batch"] == 2, record["stopped_at"]
 
 
 def test_stop_while_measuring_the_headline_keeps_the_saved_model(workspace, tiny, monkeypatch):
