@@ -332,7 +332,8 @@ def fit_image_phase(parts: RunParts, *, phase: int, trainable: str, epochs: int,
                              parts.labels(roles.selection_split, roles.selection_index), image_size=size,
                              batch_size=batch_size, resize=resize)
     initial_epoch = len(parts.reporter.history)
-    parts.reporter.stage(f"phase {phase}", phase_started_epoch=initial_epoch + 1)
+    parts.reporter.stage(f"phase {phase}", phase_started_epoch=initial_epoch + 1, epoch=initial_epoch + 1,
+                         total_epochs=initial_epoch + epochs)
     kept = _fit(parts, parts.model, train, val, phase=phase, steps=steps, epochs=initial_epoch + epochs,
                 initial_epoch=initial_epoch, best=best,
                 validation_steps=math.ceil(len(roles.selection_index) / batch_size))
@@ -346,7 +347,8 @@ def _fit_images_across_workers(parts: RunParts, *, phase, epochs, steps, augment
 
     roles = parts.roles
     initial_epoch = len(parts.reporter.history)
-    parts.reporter.stage(f"phase {phase}", phase_started_epoch=initial_epoch + 1)
+    parts.reporter.stage(f"phase {phase}", phase_started_epoch=initial_epoch + 1, epoch=initial_epoch + 1,
+                         total_epochs=initial_epoch + epochs)
     return fit_across_workers(
         parts, parts.model, train=image_source(parts, "train", roles.fit_index, training=True, augment=augment),
         val=image_source(parts, roles.selection_split, roles.selection_index, training=False), phase=phase,

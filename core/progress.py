@@ -18,6 +18,7 @@ from core.workspace import atomic_write_json
 
 BATCH_WRITE_INTERVAL_S = 0.25
 STOPPED_AT_KEYS = ("stage", "phase", "epoch", "batch", "of")
+POSITION_FIELDS = ("batch", "of", "elapsed", "eta", "epoch", "total_epochs")
 
 
 class StopRequested(Exception):
@@ -102,8 +103,13 @@ class RunReporter:
             self.progress["stopped_at"] = {**here, **where}
 
     def stage(self, stage: str, **fields) -> None:
-        """Enter a stage (``loading``, ``features``, ``phase 1``, ``phase 2``, ``saving``)."""
-        self.progress = {**self.progress, "stage": stage, "stage_started_at": time.time(), **fields}
+        """Enter a stage (``loading``, ``features``, ``phase 1``, ``phase 2``, ``saving``).
+
+        The position within the stage before (batch, of, ETA) is dropped, so until the new stage reports its
+        first batch nobody reads the last one's "batch 12 of 12" as this one's.
+        """
+        kept = {key: value for key, value in self.progress.items() if key not in POSITION_FIELDS}
+        self.progress = {**kept, "stage": stage, "stage_started_at": time.time(), **fields}
         self._write(force=True)
 
     def batch(self, batch: int, of: int, *, stage_left: float | None = None, **fields) -> None:

@@ -141,7 +141,14 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
     else:
         best = fit_head_phase(parts)
     reporter.sync_stop()  # across workers: a Stop during the head search is agreed here (else a look, no change)
-    if config.strategy == "fine-tune" and config.fine_tune_epochs > 0 and not reporter.progress.get("stopped_by_user"):
+    fine_tune = config.strategy == "fine-tune" and config.fine_tune_epochs > 0
+    if fine_tune and (reporter.progress.get("stopped_by_user") or reporter.stop_requested()):
+        # Stop between the phases: keep phase 1's best model (the model may hold the head refit without the
+        # holdout, which fine-tuning would have started from) and never build the fine-tuning step.
+        reporter.mark_stopped()
+        if best is not None and best.weights is not None:
+            parts.model.set_weights(best.weights)
+    elif fine_tune:
         best = fit_image_phase(parts, phase=2, trainable="top", top_layers=parts.fine_tune_layers(),
                                epochs=config.fine_tune_epochs, learning_rate=config.fine_tune_learning_rate,
                                augment=True, best=best)

@@ -45,14 +45,15 @@ if base_views.render_base_flow(workspace, dataset, manager):  # a run or a model
 
 st.subheader("1. Backbone")
 st.dataframe(views.backbone_table(workspace, len(dataset.entries)), hide_index=True, width="stretch")
-backbone = st.selectbox("Backbone", list(views.BACKBONES), key="train_backbone",
+backbone = st.selectbox("Backbone", list(views.BACKBONES), key="train_backbone", persist_state=views.KEEP,
                         help="MobileNetV2 is the recommended default: fast on a CPU and accurate on small data.")
 spec = get_backbone(backbone)
 st.caption(f"{spec.display_name}: {spec.guidance} ImageNet top-1 {spec.top1:.3f}, {spec.params / 1e6:.1f} M parameters, "
            f"{spec.default_size} px input.")
 
 st.subheader("2. Strategy")
-st.radio("Preset", list(PRESETS), key="train_preset", horizontal=True, index=None, on_change=views.apply_preset,
+st.radio("Preset", list(PRESETS), key="train_preset", persist_state=views.KEEP, horizontal=True, index=None,
+         on_change=views.apply_preset,
          help="Quick: a linear head on cached features. Balanced: cross-validation also tries a hidden-layer head. "
               "Best accuracy: adds fine-tuning of the whole network.")
 strategy = views.strategy_picker()

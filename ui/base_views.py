@@ -19,7 +19,8 @@ SCALINGS = ("raw", "unit", "symmetric", "caffe")
 
 def render_base_flow(workspace, dataset, manager) -> bool:
     """The "Start from" choice; for a run or a model file, the whole form down to Start. True when it drew it."""
-    source = st.radio("Start from", SOURCES, key="train_base_source", horizontal=True,
+    source = st.radio("Start from", SOURCES, key="train_base_source", persist_state=views.KEEP,
+                      horizontal=True,
                       help="A pretrained backbone from the list below; the feature extractor of one of your "
                            "finished runs (any classes); a Keras model file (.keras or .h5) you bring; or the "
                            "whole model of a finished or imported run, trained further (same classes).")
@@ -45,7 +46,8 @@ def render_base_flow(workspace, dataset, manager) -> bool:
     st.caption(f"Base: {escape_markdown(base.record['description'])}; {base.image_size} px input, frozen while "
                "the new head is fitted.")
     st.subheader("2. Strategy")
-    strategy = st.radio("Strategy", BASE_STRATEGIES, key="train_base_strategy", horizontal=True,
+    strategy = st.radio("Strategy", BASE_STRATEGIES, key="train_base_strategy", persist_state=views.KEEP,
+                        horizontal=True,
                         help="feature-extraction: a new head on the base's features; fine-tune: then also adjust "
                              "the base's top layers a little")
     settings = views.render_advanced(base.spec)
@@ -71,7 +73,10 @@ def _run_choice(workspace):
         return None
     labels = {r["run_id"]: f"{r['run_id']}: {r.get('dataset_id')}, classes {', '.join(r.get('classes') or [])}"
               for r in finished}
+    if st.session_state.get("train_base_run") not in labels:  # a kept choice whose run was deleted since
+        st.session_state.pop("train_base_run", None)
     run_id = st.selectbox("Run to start from", list(labels), format_func=labels.get, key="train_base_run",
+                          persist_state=views.KEEP,
                           help="Its model below the head (preprocessing, backbone, pooling) becomes the frozen "
                                "base; the new run can have other classes.")
     return run_id, "", "auto"
@@ -96,19 +101,21 @@ def _file_choice(workspace):
         return None
     if st.session_state.get("train_base_file") not in stored:
         st.session_state["train_base_file"] = next(iter(stored))
-    base_id = st.selectbox("Model file", list(stored), key="train_base_file",
+    base_id = st.selectbox("Model file", list(stored), key="train_base_file", persist_state=views.KEEP,
                            format_func=lambda key: f"{stored[key].file_name} (sha256 {stored[key].sha256[:12]})")
     chosen = stored[base_id]
     names = chosen.candidate_names()
     shapes = {c["name"]: c["output_shape"] for c in chosen.candidates}
     default = names.index(chosen.default_cut) if chosen.default_cut in names else None
     cut = st.selectbox("Cut at layer (its output is the embedding)", names, index=default,
-                       key=f"train_base_cut_{base_id}", format_func=lambda n: f"{n} {tuple(shapes[n])}",
+                       key=f"train_base_cut_{base_id}", persist_state=views.KEEP,
+                       format_func=lambda n: f"{n} {tuple(shapes[n])}",
                        help="Default: the last pooled or flattened layer before the classifier. A feature map is "
                             "average-pooled.")
     if default is None:
         st.caption("No pooled or flattened layer was found automatically: pick the layer to cut at.")
-    scaling = st.radio("Pixels the model expects", SCALINGS, key=f"train_base_scaling_{base_id}", horizontal=True,
+    scaling = st.radio("Pixels the model expects", SCALINGS, key=f"train_base_scaling_{base_id}",
+                       persist_state=views.KEEP, horizontal=True,
                        index=0 if chosen.carries_preprocessing else None,
                        format_func=lambda s: f"{s} ({SCALING_WORDS[s]})",
                        help="raw when it scales its own pixels; symmetric for MobileNet, Inception, Xception; "

@@ -37,7 +37,7 @@ def start_from_picker(workspace) -> str | None:
     candidates = continuable_runs(workspace)
     if st.session_state.get("train_start_from") not in (NEW, *candidates):
         st.session_state["train_start_from"] = NEW
-    choice = st.selectbox("Run to continue", [NEW, *candidates], key="train_start_from",
+    choice = st.selectbox("Run to continue", [NEW, *candidates], key="train_start_from", persist_state=views.KEEP,
                           format_func=lambda run_id: _label(candidates.get(run_id)),
                           help="Continue a finished or imported run on this dataset (same classes): its backbone, "
                                "input size and resize mode are kept; its head is refitted (feature extraction) or "

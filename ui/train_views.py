@@ -31,6 +31,10 @@ DEFAULTS = {"head": "auto", "epochs": 10, "fine_tune_epochs": 10, "batch_size": 
             "fine_tune_learning_rate": 1e-4, "dropout": 0.2, "hidden_units": 0, "augment": False,
             "class_weights": "auto", "early_stopping_patience": 5, "seed": 0, "weights": "imagenet",
             "distribution": "auto", "resize": DEFAULT_RESIZE}
+# persist_state of every Train setting. Streamlit drops the state of a widget that a script run does not draw: the
+# Train page draws no settings while a run is live, other pages draw none, so a second Start trained with other
+# settings than those chosen. "session" keeps each widget's value while it is not drawn, across pages too.
+KEEP = "session"
 ACTIVE = ("queued", "running")
 LIVE_POLL_S = 1.0
 STOP_LABEL = "Stop training"
@@ -87,33 +91,37 @@ def render_advanced(spec) -> dict:
         s["train_image_size"] = spec.default_size
     with st.expander("Advanced settings"):
         a, b, c = st.columns(3)
-        a.selectbox("Input size (px)", sizes, key="train_image_size")
-        a.selectbox("Resize", ["crop", "squash", "pad"], key="train_resize",
+        a.selectbox("Input size (px)", sizes, key="train_image_size", persist_state=KEEP)
+        a.selectbox("Resize", ["crop", "squash", "pad"], key="train_resize", persist_state=KEEP,
                     help="crop: centre square, as ImageNet models were trained (the default); squash: stretch to "
                          "a square (keeps the edges of long images); pad: letterbox with black bars")
-        a.number_input("Batch size", 1, 512, key="train_batch_size")
-        a.selectbox("Head", HEAD_MODES, key="train_head",
+        a.number_input("Batch size", 1, 512, key="train_batch_size", persist_state=KEEP)
+        a.selectbox("Head", HEAD_MODES, key="train_head", persist_state=KEEP,
                     help="auto: cross-validation on the cached features picks among linear heads of several "
                          "regularization strengths and a hidden-layer head; linear / mlp: choose within one "
                          "family; keras: train the head below with Keras for the epochs and learning rate set here")
-        b.number_input("Epochs (phase 1, Keras)", 1, 500, key="train_epochs",
+        b.number_input("Epochs (phase 1, Keras)", 1, 500, key="train_epochs", persist_state=KEEP,
                        help="Used when phase 1 trains with Keras: the keras head, augmentation, or from scratch")
-        b.number_input("Fine-tuning epochs", 0, 500, key="train_fine_tune_epochs")
+        b.number_input("Fine-tuning epochs", 0, 500, key="train_fine_tune_epochs", persist_state=KEEP)
         b.number_input("Layers to unfreeze (0 = all)", 0, 2000, value=0, key=f"train_fine_tune_layers_{spec.name}",
+                       persist_state=KEEP,
                        help="Top layers of the network trained in fine-tuning; 0 unfreezes the whole network. "
                             "BatchNorm layers always stay frozen.")
         c.number_input("Learning rate (empty: automatic)", 1e-6, 1.0, format="%.5f", key="train_learning_rate",
-                       placeholder="automatic", help="Peak of a cosine schedule; empty: 0.001")
-        c.number_input("Fine-tuning learning rate", 1e-8, 1e-2, format="%.7f", key="train_fine_tune_learning_rate")
-        c.slider("Dropout", 0.0, 0.9, key="train_dropout")
-        a.number_input("Hidden units in the head (0 = none)", 0, 4096, key="train_hidden_units")
-        b.checkbox("Augment training images", key="train_augment",
+                       persist_state=KEEP, placeholder="automatic", help="Peak of a cosine schedule; empty: 0.001")
+        c.number_input("Fine-tuning learning rate", 1e-8, 1e-2, format="%.7f", key="train_fine_tune_learning_rate",
+                       persist_state=KEEP)
+        c.slider("Dropout", 0.0, 0.9, key="train_dropout", persist_state=KEEP)
+        a.number_input("Hidden units in the head (0 = none)", 0, 4096, key="train_hidden_units",
+                       persist_state=KEEP)
+        b.checkbox("Augment training images", key="train_augment", persist_state=KEEP,
                    help="Random flips, rotation, zoom, shifts and contrast; slower (no feature cache)")
-        b.selectbox("Class weights", ["auto", "on", "off"], key="train_class_weights")
-        c.number_input("Early stopping patience (0 = off)", 0, 100, key="train_early_stopping_patience")
-        c.number_input("Seed", 0, 2**31 - 1, key="train_seed")
-        a.selectbox("Weights", ["imagenet", "none"], key="train_weights")
-        b.selectbox("Devices", ["auto", "default", "mirrored"], key="train_distribution",
+        b.selectbox("Class weights", ["auto", "on", "off"], key="train_class_weights", persist_state=KEEP)
+        c.number_input("Early stopping patience (0 = off)", 0, 100, key="train_early_stopping_patience",
+                       persist_state=KEEP)
+        c.number_input("Seed", 0, 2**31 - 1, key="train_seed", persist_state=KEEP)
+        a.selectbox("Weights", ["imagenet", "none"], key="train_weights", persist_state=KEEP)
+        b.selectbox("Devices", ["auto", "default", "mirrored"], key="train_distribution", persist_state=KEEP,
                     help="auto uses every GPU when there are several")
     keys = [key for key in DEFAULTS] + ["image_size"]
     values = {key: s[f"train_{key}"] for key in keys}
@@ -136,7 +144,7 @@ def workers_option() -> str | None:
         return None
     if not workers:
         return None
-    chosen = st.checkbox(f"Train on {len(workers)} workers", key="train_on_workers",
+    chosen = st.checkbox(f"Train on {len(workers)} workers", key="train_on_workers", persist_state=KEEP,
                          help=f"This server and the machines in {WORKERS_ENV} ({', '.join(workers)}) train the run "
                               "together; each must run `python -m core worker --join N` on the shared workspace. "
                               "The batch size is split evenly over them.")
@@ -144,7 +152,7 @@ def workers_option() -> str | None:
 
 
 def strategy_picker() -> str:
-    strategy = st.radio("Strategy", STRATEGIES, key="train_strategy", horizontal=True)
+    strategy = st.radio("Strategy", STRATEGIES, key="train_strategy", persist_state=KEEP, horizontal=True)
     st.caption(STRATEGY_HELP[strategy])
     return strategy
 

@@ -99,3 +99,94 @@ def test_a_second_session_waits_in_the_queue_and_shows_its_place(sample_dataset)
     next(b for b in first.button if b.label == "Stop training").click()
     first.run()
     rerun_until(second, lambda at: "Finished" in _texts(at))
+
+
+CHOSEN = {"train_image_size": 96, "train_batch_size": 16, "train_epochs": 2, "train_early_stopping_patience": 0,
+          "train_weights": "none", "train_head": "keras", "train_resize": "pad", "train_strategy": "fine-tune",
+          "train_fine_tune_epochs": 1, "train_fine_tune_layers_mobilenet_v2": 4, "train_dropout": 0.5}
+
+
+def _choose(at) -> None:
+    """Settings unlike every default, each in its widget as a person sets it."""
+    at.radio(key="train_preset").set_value("Best accuracy").run()  # strategy fine-tune, as the e2e walk does
+    for key, value in CHOSEN.items():
+        kind = {"train_dropout": "slider", "train_strategy": "radio"}.get(key)
+        widget = at.slider(key=key) if kind == "slider" else at.radio(key=key) if kind == "radio" else \
+            at.selectbox(key=key) if isinstance(value, str) or key == "train_image_size" else at.number_input(key=key)
+        widget.set_value(value)
+    at.run()
+
+
+def _shown(at) -> dict:
+    kinds = {"train_dropout": at.slider, "train_strategy": at.radio}
+    return {key: (kinds.get(key) or (at.selectbox if isinstance(value, str) or key == "train_image_size"
+                                     else at.number_input))(key=key).value for key, value in CHOSEN.items()}
+
+
+def _through_app(page: str, **session):
+    """The app through app.py (its door and sidebar, as served), first on its default page, then on ``page``."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.conftest import APP
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    for key, value in session.items():
+        at.session_state[key] = value
+    at.run()
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_the_settings_survive_a_visit_to_another_page(sample_dataset, through_app_py):
+    at = _through_app("train", dataset=sample_dataset.id)
+    _choose(at)
+    assert _shown(at) == CHOSEN
+    at.switch_page("pages/data.py").run()
+    at.switch_page("pages/evaluate.py").run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert _shown(at) == CHOSEN
+    assert at.radio(key="train_preset").value == "Best accuracy"
+
+
+def test_a_second_start_after_a_finished_run_uses_the_chosen_settings(sample_dataset, through_app_py):
+    from core import runs
+    from core.workspace import Workspace
+
+    at = _through_app("train", dataset=sample_dataset.id)
+    _choose(at)
+    _start(at)  # the page shows the live run and none of the settings until it ends
+    at = rerun_until(at, lambda at: "Finished" in _texts(at))
+    assert _shown(at) == CHOSEN
+    first = runs.list_runs(Workspace.open())
+    _start(at)
+    second = [r for r in runs.list_runs(Workspace.open()) if r["run_id"] != first[0]["run_id"]]
+    assert len(first) == 1 and len(second) == 1, _texts(at)
+    assert second[0]["config"] == first[0]["config"]
+    assert (second[0]["config"]["image_size"], second[0]["config"]["weights"]) == (96, "none")
+    rerun_until(at, lambda at: "Finished" in _texts(at))
+
+
+def test_stop_before_the_first_fine_tune_batch_says_stopping_at_once(sample_dataset, through_app_py):
+    """Phase 2 entered, its first step (tracing the whole network) not done: no batch reported yet."""
+    import os
+
+    from core import runs
+    from core.config import TrainConfig
+    from core.jobs import process_start_time
+    from core.workspace import Workspace, atomic_write_json
+
+    workspace = Workspace.open()
+    run_id = runs.create_run(workspace, TrainConfig(dataset_id=sample_dataset.id, weights="none",
+                                                    strategy="fine-tune"),
+                             classes=sample_dataset.classes, status="running", pid=os.getpid(),
+                             pid_started=process_start_time(os.getpid()))
+    atomic_write_json(runs.run_dir(workspace, run_id) / "progress.json",
+                      {"stage": "phase 2", "epoch": 2, "total_epochs": 11, "phase_started_epoch": 2})
+    at = _through_app("train", dataset=sample_dataset.id, run=run_id)
+    assert any("phase 2: epoch 2 of 11" in p.text for p in at.get("progress")), _texts(at)
+    next(b for b in at.button if b.label == "Stop training").click().run()
+    assert any(i.value.startswith("Stopping") for i in at.info), _texts(at)
+    assert not at.get("progress")  # no line that still reads as training on
+    assert runs.stop_requested(runs.run_dir(workspace, run_id))

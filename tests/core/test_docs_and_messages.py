@@ -60,3 +60,12 @@ def test_screenshots_go_to_a_temporary_folder_unless_asked(tmp_path):
     assert not screenshots_dir({}).is_relative_to(ROOT)
     assert screenshots_dir({"TRANSFER_STUDIO_SCREENSHOTS": "1"}) == README_SCREENSHOTS
     assert screenshots_dir({"TRANSFER_STUDIO_SCREENSHOTS": str(tmp_path)}) == tmp_path
+
+
+def test_the_readme_shows_exactly_the_screenshots_the_walk_takes():
+    walk = (ROOT / "tests" / "e2e" / "test_walkthrough.py").read_text(encoding="utf-8")
+    taken = set(re.findall(r"screenshot\(page, \"([^\"]+)\"\)", walk))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    shown = set(re.findall(r"\]\(docs/screenshots/([^)\s]+)\.png\)", readme))
+    stored = {path.stem for path in (ROOT / "docs" / "screenshots").glob("*.png")}
+    assert taken and shown == taken == stored

@@ -178,6 +178,24 @@ def test_eta_covers_every_epoch_validation_and_the_stages_after(tmp_path):
     assert reporter.progress["eta"] == pytest.approx(9 + 2 + 24 + 5)
 
 
+def test_a_new_stage_starts_without_the_last_stages_position(tmp_path):
+    """Phase 2's first step can take a while (it traces the network): until then it must not read "batch 12 of
+    12" (phase 1's head search) as its own."""
+    import json
+
+    from core.progress import RunReporter
+
+    reporter = RunReporter(tmp_path)
+    reporter.stage("phase 1", phase_started_epoch=1)
+    reporter.batch(12, 12, epoch=1, total_epochs=1)
+    reporter.progress["stopped_by_user"] = False
+    reporter.stage("phase 2", phase_started_epoch=2, epoch=2, total_epochs=11)
+    written = json.loads((tmp_path / "progress.json").read_text())
+    assert written["stage"] == "phase 2" and (written["epoch"], written["total_epochs"]) == (2, 11)
+    assert not {"batch", "of", "eta", "elapsed"} & set(written)
+    assert written["stopped_by_user"] is False and "started_at" in written  # what is not a position stays
+
+
 def test_folds_and_the_holdout_keep_near_identical_images_together(workspace, tmp_path):
     from PIL import Image
 

@@ -135,3 +135,25 @@ def test_stop_while_measuring_the_headline_keeps_the_saved_model(workspace, tiny
     assert record["error"] == STOPPED_UNMEASURED
     assert record["headline"] is None
     assert runs.model_path(workspace, run_id).exists()
+
+
+def test_stop_between_the_phases_keeps_phase_one_and_never_starts_fine_tuning(workspace, tiny, monkeypatch):
+    import core.phases
+
+    run_id = _run(workspace, tiny, strategy="fine-tune", fine_tune_epochs=50, fine_tune_layers=4)
+    original = core.phases.fit_head_phase
+    kept = {}
+
+    def phase_one_then_stop(parts):
+        kept["best"] = original(parts)
+        runs.request_stop(workspace, run_id)  # pressed while phase 2 is being set up
+        return kept["best"]
+
+    monkeypatch.setattr(core.phases, "fit_head_phase", phase_one_then_stop)
+    record = execute_run(workspace, run_id)
+    assert record["status"] == "stopped", record.get("error")
+    assert "phase2_trainable" not in record  # fine-tuning was never set up
+    assert all(epoch["phase"] == 1 for epoch in runs.load_history(workspace, run_id))
+    saved = runs.load_run_model(workspace, run_id)
+    for saved_array, best_array in zip(saved.get_weights(), kept["best"].weights, strict=True):
+        np.testing.assert_array_equal(saved_array, best_array)

@@ -1,5 +1,5 @@
-"""The whole walk in a real browser: a broken upload, sample data (paging a gallery), quick training, a stopped
-fine-tune run, evaluate, predict, export.
+"""The whole walk in a real browser: a broken upload, sample data (paging a gallery), quick training, a fine-tune
+run stopped in phase 2 (its model kept and opened in Evaluate), evaluate, predict, export.
 
 Screenshots of each step go to a temporary folder; ``TRANSFER_STUDIO_SCREENSHOTS=1 ./test.sh tests/e2e``
 refreshes the README's pictures in docs/screenshots/ instead.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import screenshot
 
@@ -24,7 +25,7 @@ def _go(page, url: str, path: str) -> None:
 
 
 def test_walk_from_sample_data_to_exported_model(server, page, tmp_path):
-    url, _ = server
+    url, workspace = server
     _go(page, url, "")
     broken = tmp_path / "holiday photos.zip"
     broken.write_bytes(b"this is not a zip")
@@ -51,8 +52,11 @@ def test_walk_from_sample_data_to_exported_model(server, page, tmp_path):
     assert charts.count() >= 2
     screenshot(page, "3-train-finished")
 
-    page.get_by_role("button", name="Open in Evaluate").click()
+    stopped = _stop_a_fine_tune_run_in_phase_2(page, workspace)
+    _click(page.get_by_role("button", name="Open in Evaluate"))
     page.get_by_text("Per class", exact=True).wait_for()
+    run_picker = page.get_by_test_id("stSelectbox").filter(has=page.get_by_text("Run", exact=True))
+    expect(run_picker.locator("input").first).to_have_value(stopped, timeout=60_000)  # the stopped run, kept
     page.get_by_text("Images behind a cell").wait_for()
     assert page.locator(".stPlotlyChart").count() >= 1
     page.wait_for_timeout(1500)
@@ -112,6 +116,34 @@ def test_import_box_turns_a_teachable_machine_keras_export_into_a_run(server, pa
     assert imported[0]["imported_from"]["format"] == "keras"
     page.get_by_role("heading", name=run_id).wait_for()  # opened as the current run, ready to export
     page.get_by_role("button", name="Open in Predict").wait_for()
+
+
+def _stop_a_fine_tune_run_in_phase_2(page, workspace) -> str:
+    """Start a *Best accuracy* run (fine-tuning), press Stop once phase 2 reports a batch; returns the run id.
+
+    Every wait is keyed on what the page shows, with room for a loaded 2-core machine: the settings kept from the
+    first run, the fine-tune strategy the preset picked, phase 2's first batch (its first step traces the network).
+    """
+    from core import runs
+    from core.workspace import Workspace
+
+    before = {record["run_id"] for record in runs.list_runs(Workspace.open(workspace))}
+    _click(page.get_by_text("Best accuracy", exact=True))
+    page.get_by_text("First train the classifier as in feature extraction").wait_for()  # strategy: fine-tune
+    _click(page.get_by_role("button", name="Start training"))
+    page.get_by_role("button", name="Stop training").wait_for(timeout=120_000)
+    page.get_by_text(re.compile(r"phase 2: epoch \d+ of \d+: batch \d+ of \d+")).wait_for(timeout=TRAIN_TIMEOUT_MS)
+    assert page.get_by_role("button", name=re.compile("Stop")).count() == 1  # ours; Streamlit's own is hidden
+    assert not page.get_by_test_id("stStatusWidget").is_visible()
+    _click(page.get_by_role("button", name="Stop training"))
+    page.get_by_text(re.compile("^Stopping")).wait_for(timeout=60_000)  # at once, before the batch ends
+    page.get_by_text(re.compile(r"^Stopped\.")).wait_for(timeout=300_000)
+    (record,) = [r for r in runs.list_runs(Workspace.open(workspace)) if r["run_id"] not in before]
+    assert record["status"] == "stopped" and record["config"]["strategy"] == "fine-tune"
+    assert record["config"]["image_size"] in (None, 224)  # the settings of the first run, not a lost widget's
+    assert any(epoch.get("phase") == 2 for epoch in runs.load_history(Workspace.open(workspace), record["run_id"]))
+    assert runs.model_path(Workspace.open(workspace), record["run_id"]).exists()  # the best model so far, kept
+    return record["run_id"]
 
 
 def _click(locator) -> None:
