@@ -142,7 +142,7 @@ def test_gradcam_explains_an_imported_model(runs, photos):
     expected = predictor.predict_arrays(prepared[None])[0]
     assert heatmap.shape == (224, 224) and 0.0 <= heatmap.min() and heatmap.max() <= 1.0 and heatmap.max() > 0
     assert index == int(expected.argmax())
-    assert np.abs(probabilities - expected).max() < 1e-5
+    assert np.abs(probabilities - expected).max() < 1e-4  # the float parity tolerance: Grad-CAM runs Keras, prediction may run LiteRT
 
 
 def test_cli_imports_the_keras_zip_and_prints_run_id_classes_and_format(tmp_path, capsys):
