@@ -1,13 +1,14 @@
-"""Would splitting embedding extraction over the workers pay? One process embeds every image of a generated set;
-then two worker processes on 127.0.0.1 (MultiWorkerMirroredStrategy) each embed their half (every second image)
-and the halves are gathered on every worker by one all-reduce (``core.distributed_fit.sum_over_workers``), as a
-split extraction would. Prints images/s both ways and the largest difference between the gathered embeddings and
-the one-process ones; asserts nothing.
+"""Does splitting embedding extraction over the workers pay? One process embeds every image of a generated set;
+then two worker processes on 127.0.0.1 (MultiWorkerMirroredStrategy) each embed their share (every second image)
+and gather every worker's rows by all-reduce: the product's pass (``core.features.extract_features`` with the
+``WorkerShare`` of ``core.distributed_fit.worker_share``, as a multi-worker run makes it). Prints images/s both
+ways and the largest difference between the gathered embeddings and the one-process ones; asserts nothing.
 
 The pass is timed from a point all processes have reached (model built and warmed up with one batch) to the
-gathered embeddings: decoding the images (``core.pipeline.image_batches``) and a Keras forward pass
-(``predict_on_batch``; MobileNetV2 with random weights costs what ImageNet weights cost). On one machine the two
-workers share its cores, so this shows the cost of the split there; on two machines each worker has its own.
+gathered embeddings in the cache: decoding the images (``core.pipeline.image_batches``), a Keras forward pass
+(``predict_on_batch``; MobileNetV2 with random weights costs what ImageNet weights cost) and writing the cache.
+On one machine the two workers share its cores, so this shows the cost of the split there; on two machines each
+worker has its own.
 
 Usage: ``.venv/bin/python bench/bench_split_extraction.py [--images 20000] [--image-size 96] [--batch-size 32]``
 """
@@ -55,42 +56,68 @@ def embed(role: str, paths_file: Path, out: Path, image_size: int, batch_size: i
 
         strategy = multi_worker_strategy()  # before any other TensorFlow work
     from core.backbones import get_backbone
+    from core.features import extract_features
     from core.models import build_classifier, feature_extractor
-    from core.pipeline import image_batches
     from core.weights import resolve_weights
+    from core.workspace import Workspace
 
     paths = json.loads(paths_file.read_text())
     spec = get_backbone("mobilenet_v2")
     model = build_classifier(spec, image_size=image_size, num_classes=10,
                              weights=resolve_weights(spec, image_size, "none"))
     extractor = feature_extractor(model)
-    dim = int(extractor.output_shape[-1])
-    task, workers = 0, 1
+    share = None
     if strategy is not None:
-        from core.distributed_fit import sum_over_workers
+        from core.distributed_fit import sum_over_workers, worker_share
 
-        task = strategy.cluster_resolver.task_id or 0
-        workers = strategy.cluster_resolver.cluster_spec().num_tasks("worker")
-    rows = np.arange(len(paths))[task::workers]
+        share = _timed(worker_share(strategy))
     extractor.predict_on_batch(np.zeros((batch_size, image_size, image_size, 3), np.float32))  # warm-up
     if strategy is not None:
         sum_over_workers(strategy, [1.0])  # everyone is ready: start together
+    workspace = Workspace.open(out.parent / f"workspace-{role}-{share.index if share else 0}")
     started = time.perf_counter()
-    embeddings = np.zeros((len(paths), dim), np.float32)
-    done = 0
-    for images in image_batches([paths[row] for row in rows], image_size=image_size, batch_size=batch_size,
-                                resize="squash"):
-        batch = np.asarray(extractor.predict_on_batch(images))
-        embeddings[rows[done:done + len(batch)]] = batch
-        done += len(batch)
-    embedded = time.perf_counter()
-    if strategy is not None:  # the gather: each worker's rows, zeros elsewhere, summed over the workers
-        embeddings = sum_over_workers(strategy, embeddings.ravel()).reshape(len(paths), dim).astype(np.float32)
+    # The product's pass (core.features): each worker embeds its share, then the gather by all-reduce.
+    features = extract_features(workspace, "bench", extractor, GeneratedSet(paths), image_size=image_size,
+                                resize="squash", batch_size=batch_size, share=share)
     finished = time.perf_counter()
-    np.save(out.with_suffix(".npy"), embeddings)
-    out.write_text(json.dumps({"task": task, "workers": workers, "images": len(paths), "own_images": len(rows),
-                               "embed_s": embedded - started, "gather_s": finished - embedded,
+    np.save(out.with_suffix(".npy"), np.asarray(features["train"]))
+    gather_s = share.gather.seconds if share else 0.0
+    out.write_text(json.dumps({"task": share.index if share else 0, "workers": share.count if share else 1,
+                               "images": len(paths),
+                               "own_images": len(range(share.index, len(paths), share.count)) if share else len(paths),
+                               "embed_s": finished - started - gather_s, "gather_s": gather_s,
                                "total_s": finished - started}))
+
+
+class GeneratedSet:
+    """The generated images as the one split of a dataset, as ``core.features.extract_features`` reads one."""
+
+    id = name = "generated"
+    splits = ("train",)
+
+    def __init__(self, paths: list[str]):
+        self._paths = paths
+
+    def paths(self, split: str) -> list[str]:
+        return self._paths
+
+    def split_entries(self, split: str) -> list[str]:
+        return self._paths
+
+
+def _timed(share):
+    """``share`` with a gather that adds up the seconds its all-reduces take (``gather.seconds``)."""
+    from dataclasses import replace
+
+    def gather(values):
+        started = time.perf_counter()
+        try:
+            return share.gather(values)
+        finally:
+            gather.seconds += time.perf_counter() - started
+
+    gather.seconds = 0.0
+    return replace(share, gather=gather)
 
 
 def run_one(scratch: Path, paths_file: Path, args) -> dict:

@@ -246,6 +246,23 @@ def _adder(strategy, length: int):
     return _ADDERS[key]
 
 
+def worker_share(strategy):
+    """This worker's ``core.features.WorkerShare`` of an embedding pass: every N-th image, gathered by all-reduce.
+
+    Raises WorkerLost (from the gather) when another worker stopped answering.
+    """
+    from core.features import WorkerShare
+
+    def gather(values) -> np.ndarray:
+        try:
+            return sum_over_workers(strategy, values)
+        except LOST_WORKER_ERRORS as exc:
+            raise _worker_lost(strategy, exc) from exc
+
+    return WorkerShare(index=int(strategy.cluster_resolver.task_id or 0), count=_worker_count(strategy),
+                       gather=gather)
+
+
 def stop_agreement(strategy):
     """``agree(flag)``: True on every worker when ``flag`` is True on any (``RunReporter.share_stop``).
 

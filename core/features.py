@@ -8,9 +8,12 @@ when complete, so a stopped or crashed extraction never leaves a half cache.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,17 @@ def feature_key(dataset_id: str, backbone: str, image_size: int, resize: str, we
     return f"{backbone}-{image_size}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
+@dataclass(frozen=True)
+class WorkerShare:
+    """This worker's part of an embedding pass split across ``count`` workers: every ``count``-th image from
+    ``index`` on, then ``gather`` (a collective every worker calls with the same shape: a float32 array summed
+    over the workers, the same result on each) puts every worker's rows together."""
+
+    index: int
+    count: int
+    gather: Callable[[np.ndarray], np.ndarray]
+
+
 def cached_features(workspace: Workspace, key: str) -> dict | None:
     """``{split: memory-mapped array}`` for a complete cache entry, else None."""
     folder = workspace.features_dir / key
@@ -47,7 +61,8 @@ def feature_meta(workspace: Workspace, key: str) -> dict:
 
 
 def extract_features(workspace: Workspace, key: str, extractor, dataset, *, image_size: int, resize: str,
-                     batch_size: int = 32, reporter=None, meta: dict | None = None) -> dict:
+                     batch_size: int = 32, reporter=None, meta: dict | None = None,
+                     share: WorkerShare | None = None) -> dict:
     """Compute (or reuse) the embeddings of every split of ``dataset`` with ``extractor``.
 
     A Keras extractor runs on the cheaper runtime (``core.extractors``: LiteRT converted once per machine,
@@ -64,27 +79,36 @@ def extract_features(workspace: Workspace, key: str, extractor, dataset, *, imag
         batch_size: Images per forward pass.
         reporter: Optional RunReporter for progress and Stop.
         meta: Extra facts stored in ``meta.json`` (backbone, weights, weights_fingerprint).
+        share: Across workers, this worker's part of the pass (``WorkerShare``); every worker embeds its share
+            and all of them get every embedding. Ignored when some worker has the cache (it is read, not made).
 
     Returns:
         ``{split: array (N, D)}`` with rows in manifest order.
     """
     found = cached_features(workspace, key)
-    stop_check = _stop_check(reporter, cached=found is not None)
+    anyone_cached = _anyone_cached(reporter, found is not None)
     if found is not None:
         return found
+    stop_check = _stop_check(reporter, anyone_cached=anyone_cached)
+    share = None if anyone_cached or share is None or share.count < 2 else share
     meta = dict(meta or {})
     total = sum(len(dataset.split_entries(split)) for split in dataset.splits)
-    extractor = _fast(extractor, meta, image_size, total)
+    embedded = total if share is None else len(range(share.index, total, share.count))
+    extractor = _fast(extractor, meta, image_size, embedded)
     staging = workspace.staging_dir(f"features-{key}-")
     try:
         started = time.perf_counter()
-        dim = _run_extractor(staging, extractor, dataset, image_size, resize, batch_size, reporter, total,
-                             stop_check)
+        pass_args = (staging, extractor, dataset, image_size, resize, batch_size, reporter, total, stop_check)
+        dim = _run_extractor(*pass_args) if share is None else _run_share(*pass_args, share=share)
         seconds = time.perf_counter() - started
         facts = _runtime_facts(extractor, total, seconds)
+        if share is not None:
+            facts.update(workers=share.count, worker_images=embedded)
         atomic_write_json(staging / "meta.json", {**meta, **facts, "key": key, "splits": list(dataset.splits),
                                                    "dataset_id": dataset.id, "dim": dim, "complete": True})
-        _record_speed(workspace, meta, image_size, facts, f"all {total} images of {dataset.name}")
+        # The machine's own speed: its share of the images in the seconds it took (the gather included).
+        _record_speed(workspace, meta, image_size, {**facts, "images_per_s": round(embedded / max(
+            seconds - facts["conversion_s"], 1e-6), 2)}, f"{embedded} of the {total} images of {dataset.name}")
         target = workspace.features_dir / key
         try:
             os.rename(staging, target)
@@ -105,16 +129,23 @@ def _fast(extractor, meta: dict, image_size: int, total: int):
                                   weights_fingerprint=meta["weights_fingerprint"], num_images=total)
 
 
-def _stop_check(reporter, *, cached: bool):
+def _anyone_cached(reporter, cached: bool) -> bool:
+    """Whether some worker has the cache (across workers a collective every worker asks once); else ``cached``."""
+    if reporter is None or not getattr(reporter, "shares_stop", False):
+        return cached
+    return reporter.any_worker(cached)
+
+
+def _stop_check(reporter, *, anyone_cached: bool):
     """How the pass asks for Stop before each batch: the flag file in one process; across workers a Stop agreed by
-    all (a collective, so every worker must ask at the same batches: only when none has the cache, all embed the
-    same batches). When some worker has it, the others embed without asking and Stop waits for the next point
+    all (a collective, so every worker must ask at the same batches: only when none has the cache, all embed
+    batches in step). When some worker has it, the others embed without asking and Stop waits for the next point
     all workers pass together."""
     if reporter is None:
         return None
     if not getattr(reporter, "shares_stop", False):
         return reporter.stop_requested
-    return None if reporter.any_worker(cached) else reporter.sync_stop
+    return None if anyone_cached else reporter.sync_stop
 
 
 def _run_extractor(staging, extractor, dataset, image_size, resize, batch_size, reporter, total,
@@ -144,6 +175,59 @@ def _run_extractor(staging, extractor, dataset, image_size, resize, batch_size, 
         array.flush()
     del arrays
     return dim
+
+
+def _run_share(staging, extractor, dataset, image_size, resize, batch_size, reporter, total, stop_check=None, *,
+               share: WorkerShare) -> int:
+    """This worker's share of the images through ``extractor``, then every worker's rows gathered, into
+    ``staging/<split>.npy`` as ``_run_extractor`` writes them. Every worker asks for Stop at the same number of
+    batches (its share may be a batch shorter than another's) and gathers the same chunks."""
+    from core.pipeline import image_batches
+
+    dim = int(extractor.output_shape[-1])
+    splits = [(split, dataset.paths(split)) for split in dataset.splits]
+    paths = [path for _, split_paths in splits for path in split_paths]
+    mine = list(range(share.index, len(paths), share.count))
+    rows = np.lib.format.open_memmap(staging / "all.npy", mode="w+", dtype=np.float32, shape=(len(paths), dim))
+    stream = image_batches([paths[i] for i in mine], image_size=image_size, batch_size=batch_size, resize=resize)
+    done = 0
+    for _ in range(math.ceil(math.ceil(len(paths) / share.count) / batch_size)):
+        if stop_check is not None and stop_check():
+            reporter.mark_stopped()
+            raise StopRequested()
+        images = next(stream, None)
+        if images is None:  # a shorter share: this worker only answers the Stop questions of the others' batches
+            continue
+        batch = np.asarray(extractor.predict_on_batch(images))
+        rows[mine[done:done + len(batch)]] = batch
+        done += len(batch)
+        if reporter is not None:
+            reporter.batch(min(total, done * share.count), total)
+    _gather(rows, share.gather)
+    start = 0
+    for split, split_paths in splits:
+        array = np.lib.format.open_memmap(staging / f"{split}.npy", mode="w+", dtype=np.float32,
+                                          shape=(len(split_paths), dim))
+        array[:] = rows[start:start + len(split_paths)]
+        array.flush()
+        start += len(split_paths)
+    del rows
+    (staging / "all.npy").unlink()
+    return dim
+
+
+GATHER_FLOATS = 1 << 20  # floats per all-reduce of a gather (4 MB): the same length each time, traced once
+
+
+def _gather(rows: np.ndarray, gather) -> None:
+    """Every worker's rows in ``rows`` (each row is zero on all workers but one), summed chunk by chunk in place."""
+    count, dim = rows.shape
+    chunk = max(1, GATHER_FLOATS // max(dim, 1))
+    for start in range(0, count, chunk):
+        size = min(chunk, count - start)
+        part = np.zeros((chunk, dim), np.float32)
+        part[:size] = rows[start:start + size]
+        rows[start:start + size] = np.asarray(gather(part.ravel()), np.float32).reshape(chunk, dim)[:size]
 
 
 def _runtime_facts(extractor, total: int, seconds: float) -> dict:

@@ -148,7 +148,8 @@ def _extract(parts: RunParts) -> dict:
                                 image_size=parts.image_size, resize=parts.config.resize,
                                 batch_size=parts.config.batch_size, reporter=parts.reporter,
                                 meta={"backbone": parts.spec.name, "weights": parts.weights.description,
-                                      "weights_fingerprint": parts.weights.fingerprint})
+                                      "weights_fingerprint": parts.weights.fingerprint},
+                                share=_worker_share(parts.strategy))
     parts.timings["features_s"] = round(time.perf_counter() - started, 3)
     extraction = _extraction_facts(feature_meta(parts.workspace, key), was_cached)
     parts.timings.update(features_runtime=extraction["runtime"], conversion_s=extraction["conversion_s"])
@@ -160,12 +161,25 @@ def _extract(parts: RunParts) -> dict:
     return parts.features
 
 
+def _worker_share(strategy):
+    """Across workers, this one's share of the embedding pass (each embeds every N-th image); else None."""
+    if not is_multi_worker(strategy):
+        return None
+    from core.distributed_fit import worker_share
+
+    return worker_share(strategy)
+
+
 def _extraction_facts(meta: dict, was_cached: bool) -> dict:
-    """Which runtime computed the embeddings, at what speed, and the conversion seconds this run paid."""
-    return {"runtime": meta.get("runtime", "keras"), "reason": meta.get("runtime_reason"),
-            "images_per_s": meta.get("images_per_s"), "threads": meta.get("threads"),
-            "conversion_s": 0.0 if was_cached else float(meta.get("conversion_s") or 0.0),
-            "cached": was_cached}
+    """Which runtime computed the embeddings, at what speed, and the conversion seconds this run paid; across
+    workers, how many shared the pass and how many images this one embedded."""
+    facts = {"runtime": meta.get("runtime", "keras"), "reason": meta.get("runtime_reason"),
+             "images_per_s": meta.get("images_per_s"), "threads": meta.get("threads"),
+             "conversion_s": 0.0 if was_cached else float(meta.get("conversion_s") or 0.0),
+             "cached": was_cached}
+    if meta.get("workers") and not was_cached:
+        facts.update(workers=meta["workers"], worker_images=meta.get("worker_images"))
+    return facts
 
 
 def _selection_features(parts: RunParts):

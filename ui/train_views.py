@@ -66,6 +66,8 @@ def extraction_line(extraction: dict, timings: dict) -> str:
     speed = f" at {extraction['images_per_s']:.0f} images/s" if extraction.get("images_per_s") else ""
     conversion = extraction.get("conversion_s") or 0.0
     paid = f"; conversion to LiteRT {conversion:.1f} s (once per machine)" if conversion else ""
+    if extraction.get("workers"):
+        speed += f", split over {extraction['workers']} workers (the chief embedded {extraction.get('worker_images')})"
     return (f"Image features: {runtime}{threads}{speed}, {format_seconds(timings.get('features_s'))} in all{paid}. "
             f"{extraction.get('reason') or ''}").strip()
 

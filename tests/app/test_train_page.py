@@ -190,3 +190,12 @@ def test_stop_before_the_first_fine_tune_batch_says_stopping_at_once(sample_data
     assert any(i.value.startswith("Stopping") for i in at.info), _texts(at)
     assert not at.get("progress")  # no line that still reads as training on
     assert runs.stop_requested(runs.run_dir(workspace, run_id))
+
+
+def test_the_features_line_says_when_the_pass_was_split_over_workers():
+    from ui.train_views import extraction_line
+
+    line = extraction_line({"runtime": "keras", "images_per_s": 480.0, "workers": 2, "worker_images": 1000},
+                           {"features_s": 4.2})
+    assert "480 images/s, split over 2 workers (the chief embedded 1000)" in line
+    assert "split" not in extraction_line({"runtime": "keras", "images_per_s": 480.0}, {"features_s": 4.2})

@@ -59,6 +59,9 @@ def test_two_workers_train_the_sample_and_only_the_chief_saves(workspace, tmp_pa
     assert record["distribution"] == {"strategy": "MultiWorkerMirroredStrategy", "replicas": 2, "workers": 2,
                                       "global_batch": 32, "per_worker_batch": 16, "per_replica_batch": 16}
     assert record["cluster"]["chief"] is True and len(record["cluster"]["workers"]) == 2
+    images = sum(len(dataset.split_entries(split)) for split in dataset.splits)
+    assert record["extraction"]["workers"] == 2  # the embedding pass was split: the chief embedded every second
+    assert record["extraction"]["worker_images"] == (images + 1) // 2
     history = runs.load_history(workspace, run_id)
     assert [(h["epoch"], h["phase"]) for h in history] == [(1, 1), (2, 2)]
     assert all(0.0 <= h["val_accuracy"] <= 1.0 and np.isfinite(h["loss"]) for h in history)
