@@ -165,7 +165,7 @@ def _run_extractor(staging, extractor, dataset, image_size, resize, batch_size, 
         if stop_check is not None and stop_check():
             reporter.mark_stopped()
             raise StopRequested()
-        batch = np.asarray(extractor.predict_on_batch(images))
+        batch = _predict(extractor, images, batch_size, after_full_batch=done > 0)
         for offset, (index, row) in enumerate(rows[done:done + len(batch)]):
             arrays[index][row] = batch[offset]
         done += len(batch)
@@ -198,7 +198,7 @@ def _run_share(staging, extractor, dataset, image_size, resize, batch_size, repo
         images = next(stream, None)
         if images is None:  # a shorter share: this worker only answers the Stop questions of the others' batches
             continue
-        batch = np.asarray(extractor.predict_on_batch(images))
+        batch = _predict(extractor, images, batch_size, after_full_batch=done > 0)
         rows[mine[done:done + len(batch)]] = batch
         done += len(batch)
         if reporter is not None:
@@ -214,6 +214,18 @@ def _run_share(staging, extractor, dataset, image_size, resize, batch_size, repo
     del rows
     (staging / "all.npy").unlink()
     return dim
+
+
+def _predict(extractor, images, batch_size: int, *, after_full_batch: bool) -> np.ndarray:
+    """``extractor``'s embeddings of ``images``. On Keras a short last batch is padded to the full size: a batch
+    of a new size makes Keras trace its predict function again (measured 0.5 s for MobileNetV2 at 224 px, more
+    than embedding the 31 images a padding can add); LiteRT resizes its input at no cost."""
+    count = len(images)
+    if after_full_batch and count < batch_size and getattr(extractor, "runtime", "keras") == "keras":
+        padded = np.zeros((batch_size, *np.shape(images)[1:]), np.float32)
+        padded[:count] = images
+        return np.asarray(extractor.predict_on_batch(padded))[:count]
+    return np.asarray(extractor.predict_on_batch(images))
 
 
 GATHER_FLOATS = 1 << 20  # floats per all-reduce of a gather (4 MB): the same length each time, traced once
