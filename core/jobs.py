@@ -108,8 +108,10 @@ class JobManager:
         workspace = workspace or self.workspace
         fields = fields or {}
         dataset = load_dataset(workspace, config.dataset_id)
-        if "continued_from" not in fields:
-            check_trainable(config, workspace)
+        if "continued_from" not in fields:  # the run plan: a bad setting fails here, before anything is queued
+            plan = check_trainable(config, workspace)
+            if hasattr(plan, "describe"):
+                fields = {**fields, "plan": plan.describe()}
         if getattr(config, "distribution", "") == "multi-worker":  # health jobs have none
             from core.cluster import require_workers
 

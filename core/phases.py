@@ -45,6 +45,7 @@ class RunParts:
     backbone_changed: bool = False
     speed: float | None = field(default=None)
     head_candidate: object = None
+    plan: object = None  # the run's core.plan.RunPlan
 
     @property
     def folder(self):
@@ -136,13 +137,12 @@ def learning_rate_schedule(learning_rate: float, steps_per_epoch: int, epochs: i
 
 
 def _extract(parts: RunParts) -> dict:
-    from core.features import cached_features, extract_features, feature_key, feature_meta
+    from core.features import cached_features, extract_features, feature_meta
     from core.models import feature_extractor
 
     started = time.perf_counter()
     parts.reporter.stage("features")
-    key = feature_key(parts.dataset.id, parts.spec.name, parts.image_size, parts.config.resize,
-                      parts.weights.fingerprint, seed=parts.config.seed)
+    key = parts.plan.feature_key
     was_cached = cached_features(parts.workspace, key) is not None
     features = extract_features(parts.workspace, key, feature_extractor(parts.model), parts.dataset,
                                 image_size=parts.image_size, resize=parts.config.resize,

@@ -66,17 +66,13 @@ def load_embeddings(workspace: Workspace, dataset, backbone: str = "mobilenet_v2
         ConfigError: an image size the backbone does not allow.
         WeightsError: ImageNet weights asked for and not available.
     """
-    from core.backbones import get_backbone
-    from core.features import cached_features, extract_features, feature_key
-    from core.weights import resolve_weights
+    from core.config import TrainConfig
+    from core.features import cached_features, extract_features
+    from core.plan import plan_run
 
-    spec = get_backbone(backbone)
-    size = int(image_size or spec.default_size)
-    if size not in spec.allowed_sizes:
-        raise ConfigError(f"image_size={size} is not allowed for {spec.display_name}; use one of "
-                          f"{', '.join(map(str, spec.allowed_sizes))}.")
-    resolved = resolve_weights(spec, size, weights)
-    key = feature_key(dataset.id, spec.name, size, resize, resolved.fingerprint)
+    plan = plan_run(TrainConfig(dataset_id=dataset.id, backbone=backbone, image_size=image_size, resize=resize,
+                                weights=weights), workspace, dataset=dataset)
+    spec, size, resolved, key = plan.spec, plan.image_size, plan.weights, plan.feature_key
     features = cached_features(workspace, key)
     if features is None:
         from core.models import build_classifier, feature_extractor

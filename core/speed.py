@@ -65,15 +65,17 @@ def record_speed(workspace: Workspace, backbone: str, image_size: int, images_pe
     atomic_write_json(_speeds_path(workspace), entries)
 
 
-def plan_for(backbone: str, image_size: int, *, weights: str, num_images: int):
-    """The ``core.extractors.ExtractionPlan`` a run would follow (without building a model)."""
+def plan_for(backbone: str, image_size: int, *, weights: str, num_images: int, fingerprint: str | None = None):
+    """The ``core.extractors.ExtractionPlan`` a run would follow (without building a model); ``fingerprint``: of
+    the ImageNet weights when already known (a ``core.plan.RunPlan``'s)."""
     from core.backbones import get_backbone
     from core.extractors import plan_extraction
     from core.weights import resolve_weights, weights_available
 
     spec = get_backbone(backbone)
-    fingerprint = None
-    if weights == "imagenet" and weights_available(spec, image_size):
+    if weights != "imagenet":
+        fingerprint = None
+    elif fingerprint is None and weights_available(spec, image_size):
         fingerprint = resolve_weights(spec, image_size, "imagenet").fingerprint
     return plan_extraction(backbone, image_size, fingerprint, num_images)
 

@@ -83,30 +83,24 @@ def execute_run(workspace: Workspace, run_id: str, *, on_epoch=None) -> dict:
 
 
 def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: RunReporter, timings: dict) -> dict:
-    from core.backbones import get_backbone
     from core.cluster import cluster_task
-    from core.continuation import starting_point
     from core.datasets import load_dataset
     from core.distribute import choose_strategy, configure_precision, describe_strategy, is_multi_worker
     from core.images import DEFAULT_MAX_SIDE
     from core.models import build_classifier
     from core.phases import RunParts, fit_head_phase, fit_image_phase, headline_of
+    from core.plan import plan_run
     from core.roles import data_roles
-    from core.weights import resolve_weights
 
     reporter.stage("loading")
     dataset = load_dataset(workspace, config.dataset_id)
     if "val" not in dataset.splits:
         raise ConfigError(f"Dataset {dataset.id} has no validation split; ingest it again with a validation fraction.")
-    start = starting_point(workspace, run_id)  # None unless this run continues an earlier one
-    base = _base_of(workspace, run_id, config) if not start else None  # a run or a model file as the base
-    spec = start.spec if start else base.spec if base else get_backbone(config.backbone)
-    image_size = config.image_size or spec.default_size
-    if image_size not in spec.allowed_sizes:
-        raise ConfigError(f"image_size={image_size} is not allowed for {spec.display_name}; use one of "
-                          f"{', '.join(map(str, spec.allowed_sizes))}.")
-    weights = start.weights if start else base.weights if base else resolve_weights(spec, image_size,
-                                                                                      config.weights)
+    plan = plan_run(config, workspace, dataset=dataset, run_id=run_id)  # the facts of the run, worked out once
+    start, base, spec, image_size, weights = plan.start, plan.base, plan.spec, plan.image_size, plan.weights
+    if base is not None:
+        runs.update_run(workspace, run_id, base=base.record)
+    runs.update_run(workspace, run_id, plan=plan.describe())
     devices = configure_precision()
     roles = data_roles(dataset, needs_selection=config.needs_selection, seed=config.seed)
     runs.update_run(workspace, run_id, weights=weights.description, weights_fingerprint=weights.fingerprint,
@@ -129,7 +123,7 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
     timings["build_s"] = round(time.perf_counter() - build_started, 3)
     parts = RunParts(workspace=workspace, run_id=run_id, config=config, reporter=reporter, dataset=dataset,
                      spec=spec, image_size=image_size, weights=weights, model=model, strategy=strategy,
-                     jit_compile=devices["jit_compile"], timings=timings, roles=roles)
+                     jit_compile=devices["jit_compile"], timings=timings, roles=roles, plan=plan)
     train_started = time.perf_counter()
     reporter.plan(parts.work_plan())
     if config.strategy == "from-scratch":
@@ -171,17 +165,6 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
         "model_path": str(path),
         "image_size": image_size,
     }
-
-
-def _base_of(workspace: Workspace, run_id: str, config: TrainConfig):
-    """The run's base model (a finished run or a stored file), recorded in the run; None for a registry backbone."""
-    if not config.base_model:
-        return None
-    from core.base_models import resolve_base
-
-    base = resolve_base(workspace, config.base_model, config.cut_layer, config.input_scaling, config.image_size)
-    runs.update_run(workspace, run_id, base=base.record)
-    return base
 
 
 def save_model(model, path):

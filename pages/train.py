@@ -5,9 +5,8 @@ import streamlit as st
 from core.backbones import get_backbone
 from core.config import PRESETS, TrainConfig
 from core.errors import StudioError
-from core.features import cached_features, feature_key
-from core.speed import RUNTIME_NAMES, estimate_seconds, expected_speed, measure_speed, speed_figures
-from core.weights import resolve_weights, weights_available
+from core.plan import plan_run
+from core.speed import RUNTIME_NAMES, measure_speed
 from ui import base_views
 from ui import train_views as views
 from ui.jobs import format_seconds, get_manager
@@ -66,55 +65,43 @@ except StudioError as exc:
     st.error(escape_markdown(str(exc)))
     st.stop()
 
-size = config.image_size
+try:  # the run's plan: backbone, size, weights, cache key (ImageNet weights are not downloaded while choosing)
+    plan = plan_run(config, workspace, dataset=dataset, resolve=False)
+except StudioError as exc:
+    st.error(escape_markdown(str(exc)))
+    st.stop()
+size = plan.image_size
 if config.weights == "imagenet" and config.strategy != "from-scratch":
-    if weights_available(spec, size):
-        st.caption(f"Weights: ImageNet, found on this machine ({spec.weights_file(size)}).")
+    if plan.weights is not None:
+        st.caption(f"Weights: {escape_markdown(plan.weights.description)}.")
     else:
         st.warning(f"ImageNet weights for {spec.display_name} at {size} px ({spec.weights_file(size)}) are not on "
                    "this machine; the run will try to download them and fail if it cannot. Pick another backbone, "
                    "place the file in the weights folder, or use from-scratch.")
-num_images = len(dataset.entries)
-plan, figure = expected_speed(workspace, backbone, size, weights=config.weights, num_images=num_images)
-keras_figure = speed_figures(workspace, backbone, size).get("keras")
-fingerprint = "none" if config.weights == "none" else None
-if fingerprint is None and weights_available(spec, size):
-    fingerprint = resolve_weights(spec, size, "imagenet").fingerprint
-cached = bool(fingerprint) and cached_features(
-    workspace, feature_key(dataset.id, backbone, size, config.resize, fingerprint, seed=config.seed)) is not None
-uses_features = config.strategy != "from-scratch" and not config.augment
-uses_keras = config.strategy != "feature-extraction" or config.augment
-missing = "features" if uses_features and not cached and figure is None else \
-    "keras" if uses_keras and keras_figure is None else None
-estimate = None if missing else estimate_seconds(
-    config, images_per_s=keras_figure.images_per_s if keras_figure else None,
-    num_train=len(dataset.split_entries("train")), num_total=num_images, features_cached=cached,
-    features_images_per_s=figure.images_per_s if figure else None,
-    conversion_s=plan.conversion_estimate_s if plan.convert_now else 0.0)
+estimate = plan.estimate(workspace, dataset)
 left, right = st.columns([3, 1])
-if estimate is None:
-    runtime = RUNTIME_NAMES[plan.runtime if missing == "features" else "keras"]
+if estimate.seconds is None:
+    extraction = estimate.extraction
+    runtime = RUNTIME_NAMES[extraction.runtime if estimate.missing == "features" else "keras"]
     left.caption(f"Estimated time: not known yet: {spec.display_name} at {size} px has not been timed here "
                  f"with {runtime}, the runtime this run would use"
-                 f"{' (' + escape_markdown(plan.reason) + ')' if missing == 'features' else ' for training steps'}.")
+                 f"{' (' + escape_markdown(extraction.reason) + ')' if estimate.missing == 'features' else ' for training steps'}.")
     if right.button("Measure speed"):
         with st.spinner(f"Timing {spec.display_name} with {runtime} on images of this dataset…"):
             measure_speed(workspace, backbone, size, dataset=dataset, weights=config.weights,
-                          runtime=None if missing == "features" else "keras")
+                          runtime=None if estimate.missing == "features" else "keras")
         st.rerun()
 else:
-    # The figure the estimate rests on; with the features cached none is needed, so show any measured here.
-    measured = figure if uses_features and figure else keras_figure or next(
-        iter(speed_figures(workspace, backbone, size).values()), None)
-    conversion = f"; includes converting to LiteRT first (about {plan.conversion_estimate_s:.0f} s, once per " \
-        "machine)" if plan.convert_now and uses_features and not cached else ""
+    measured = estimate.measured  # the figure the estimate rests on (with the features cached, any measured here)
+    conversion = f"; includes converting to LiteRT first (about {estimate.extraction.conversion_estimate_s:.0f} s, " \
+        "once per machine)" if estimate.converts_first else ""
     basis = [f"measured {measured.label} here on {escape_markdown(measured.measured_on or 'earlier runs')}"
              f"{conversion}"] if measured else []
-    basis += ["image features already cached"] if cached else []
-    left.caption(f"Estimated time: about {format_seconds(estimate)} ({'; '.join(basis)}).")
+    basis += ["image features already cached"] if estimate.features_cached else []
+    left.caption(f"Estimated time: about {format_seconds(estimate.seconds)} ({'; '.join(basis)}).")
 
 views.start_button(manager, config)
 
 import ui.anatomy_views as anatomy_views  # noqa: E402  (issue 8 block, appended after the page's own flow)
 
-anatomy_views.render_anatomy(config, num_classes=len(dataset.classes))
+anatomy_views.render_anatomy(plan, num_classes=len(dataset.classes))

@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from core.backbones import get_backbone
-from core.config import TrainConfig
 from core.errors import StudioError
+from core.plan import RunPlan
 
 SHOWN = "anatomy_shown"
 PHASES = {"frozen": "Phase 1: frozen base, new head", "top": "Fine-tuning: top layers unfrozen",
@@ -15,8 +15,10 @@ PHASES = {"frozen": "Phase 1: frozen base, new head", "top": "Fine-tuning: top l
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def anatomy(backbone: str, image_size: int, fine_tune_layers: int, num_classes: int, hidden_units: int) -> dict:
-    """``{mode: describe_model(...)}`` for a random-init build (the counts do not depend on the weights)."""
+def anatomy(backbone: str, image_size: int, fine_tune_layers: int | None, num_classes: int,
+            hidden_units: int) -> dict:
+    """``{mode: describe_model(...)}`` for a random-init build (the counts do not depend on the weights);
+    ``fine_tune_layers`` None unfreezes the whole base, as training does."""
     from core.anatomy import describe_model
     from core.models import build_classifier, set_backbone_trainable
     from core.weights import NO_WEIGHTS
@@ -24,8 +26,9 @@ def anatomy(backbone: str, image_size: int, fine_tune_layers: int, num_classes: 
     model = build_classifier(get_backbone(backbone), image_size=image_size, num_classes=num_classes,
                              weights=NO_WEIGHTS, hidden_units=hidden_units)
     described = {}
+    layers = fine_tune_layers or len(model.get_layer("backbone").layers)
     for mode in PHASES:
-        set_backbone_trainable(model, mode, fine_tune_layers if mode == "top" else 0)
+        set_backbone_trainable(model, mode, layers if mode == "top" else 0)
         described[mode] = describe_model(model)
     return described
 
@@ -50,11 +53,11 @@ def blocks_frame(described: dict) -> pd.DataFrame:
                          for block in described["frozen"]["blocks"]])
 
 
-def render_anatomy(config: TrainConfig, num_classes: int) -> None:
-    """The expander; the model is built on the first click and cached per backbone, size and layers."""
-    spec = get_backbone(config.backbone)
-    size = config.image_size or spec.default_size
-    layers = config.fine_tune_layers or spec.default_fine_tune_layers()
+def render_anatomy(plan: RunPlan, num_classes: int) -> None:
+    """The expander for a run's ``core.plan.RunPlan``; the model is built on the first click and cached per
+    backbone, size and layers."""
+    spec, size, config = plan.spec, plan.image_size, plan.config
+    layers = config.fine_tune_layers  # what fine-tuning unfreezes: None, the whole base (BatchNorm frozen)
     with st.expander("Model anatomy"):
         st.caption("What the network looks like inside, and which parts learn in each phase of training.")
         if st.button("Show the model anatomy", key="anatomy_button"):
@@ -74,7 +77,8 @@ def render_anatomy(config: TrainConfig, num_classes: int) -> None:
                  f"{first['backbone_block']['params']:,} parameters learned on ImageNet. The new **head** "
                  f"(pooling, dropout, {num_classes}-class output) has {first['head_block']['params']:,} parameters.")
         st.write(f"In **phase 1** only the head learns ({first['totals']['trainable_params']:,} parameters); the base "
-                 f"is a frozen feature extractor. **Fine-tuning** also unfreezes the top {layers} layers of the base "
+                 f"is a frozen feature extractor. **Fine-tuning** also unfreezes "
+                 f"{f'the top {layers} layers of the base' if layers else 'the whole base'} "
                  f"({tuned['totals']['trainable_params']:,} trainable parameters), except BatchNormalization "
                  f"layers, which stay frozen so small batches do not disturb what the base learned.")
         st.dataframe(phases_frame(described), hide_index=True, width="stretch", column_config={
