@@ -21,11 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from core.archive import IngestLimits, clean_text, open_source
 from core.config import check_seed
 from core.errors import DatasetError
 from core.images import normalize_files
+from core.ingest_limits import IngestLimits
 from core.layout import Layout, detect_layout
+from core.names import clean_text
+from core.sources import open_source
 from core.spaces import check_dataset_room
 from core.splits import (
     SPLIT_ORDER,

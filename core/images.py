@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageChops, ImageOps, ImageStat, UnidentifiedImageError
 
-from core.archive import IngestLimits, clean_text
 from core.errors import ConfigError, DatasetError, WorkspaceError
+from core.ingest_limits import IngestLimits
+from core.names import clean_text
 
 RESIZE_MODES = ("squash", "crop", "pad", "crop-lanczos")
 PAD_COLOR = (0, 0, 0)  # "pad" letterboxes with black, like tf.image.resize_with_pad
@@ -212,7 +213,7 @@ def normalize_files(source, names: list[str], images_dir: Path, limits: IngestLi
     held in memory at any time, however large the upload.
 
     Args:
-        source: a :class:`core.archive.ZipSource` or ``FolderSource``.
+        source: a :class:`core.sources.ZipSource` or ``FolderSource``.
         names: the files to normalize; the copy of ``names[i]`` goes to ``images_dir/{i:06d}.jpg``.
         images_dir: existing folder for the copies.
         limits: safety limits (worker count included).

@@ -7,9 +7,7 @@ training, so a prediction here is the prediction the run was evaluated with.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,10 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ConfigError, ExportError, StudioError
+from core.readers import BundleFiles, load_keras_bytes, read_bytes, read_json_file
 
 UNKNOWN_LABEL = "unknown"
-MODEL_MEMBER = "model.keras"
-MAX_JSON_BYTES = 16 * 1024**2  # labels.json and config.json of a bundle are a few kB
 
 
 class Predictor:
@@ -82,9 +79,9 @@ class Predictor:
         """A bundle exported by ``core.export.export_bundle``: its zip file or unpacked folder."""
         path = Path(path)
         if path.is_dir():
-            files = _BundleFiles.from_folder(path)
+            files = BundleFiles.from_folder(path)
         elif zipfile.is_zipfile(path):
-            files = _BundleFiles.from_zip(path)
+            files = BundleFiles.from_zip(path)
         else:
             raise ExportError(
                 f"'{path.name}' is not a model bundle; expected a .zip exported from the Runs page (or "
@@ -92,7 +89,7 @@ class Predictor:
             )
         from core.fast_models import whole_model
 
-        model = _load_keras_bytes(files.model_bytes, path.name)
+        model = load_keras_bytes(files.model_bytes, path.name)
         config = files.config or {}
         return cls(model, files.labels, resize=config.get("resize", "squash"), source=str(path), config=config,
                    fast=whole_model(files.tflite_bytes))
@@ -104,9 +101,9 @@ class Predictor:
         A ``model.tflite`` beside it, at least as new, answers instead of Keras unless ``use_litert`` is False.
         """
         path = Path(path)
-        model = _load_keras_bytes(_read_bytes(path), str(path))
-        config = _read_json_file(path.parent / "config.json") or {}
-        classes = classes or _read_json_file(path.parent / "labels.json")
+        model = load_keras_bytes(read_bytes(path), str(path))
+        config = read_json_file(path.parent / "config.json") or {}
+        classes = classes or read_json_file(path.parent / "labels.json")
         guessed = classes is None
         if guessed:
             classes = [f"class_{i}" for i in range(int(model.output_shape[-1]))]
@@ -269,129 +266,6 @@ def results_csv(results: list[dict]) -> bytes:
     return results_frame(results).to_csv(index=False).encode("utf-8")
 
 
-def read_zip_images(source, tmp_dir, *, max_images: int) -> tuple[list[tuple[str, bytes]], list[tuple[str, str]], int]:
-    """The image files of a zip (path or upload), at most ``max_images`` of them read into memory.
-
-    The zip goes through the same safety checks as dataset ingestion, and entries are skipped by the
-    same rule (``core.layout.junk_reason``: ``__MACOSX/``, hidden and system files, non-images).
-
-    Returns:
-        ``(images, skipped, left_out)``: up to ``max_images`` ``(name, bytes)`` pairs in archive order,
-        ``(name, reason)`` of the skipped entries, and how many images were left out over the limit.
-
-    Raises:
-        DatasetError: an unsafe or unreadable zip.
-    """
-    from core.archive import IngestLimits, open_source
-    from core.layout import LABELS_CSV, junk_reason
-
-    images, skipped, left_out = [], [], 0
-    with open_source(source, Path(tmp_dir), IngestLimits.from_env()) as opened:
-        for item in opened.source.files():
-            reason = junk_reason(item.name)
-            if reason is None and Path(item.name).name.lower() == LABELS_CSV:
-                reason = "not an image file (extension '.csv')"
-            if reason:
-                skipped.append((item.name, reason))
-            elif len(images) < max_images:
-                images.append((item.name, opened.source.read(item.name)))
-            else:
-                left_out += 1
-    return images, skipped, left_out
-
-
-def images_from_zip(source, tmp_dir, *, max_images: int = 1000) -> list[tuple[str, bytes]]:
-    """The image files of a zip (path or upload) as ``(name, bytes)`` pairs, ready for ``predict_images``.
-
-    See :func:`read_zip_images` for the checks and what is skipped.
-
-    Raises:
-        DatasetError: an unsafe or unreadable zip, no images in it, or more than ``max_images``.
-    """
-    from core.errors import DatasetError
-
-    name = Path(str(getattr(source, "name", source))).name
-    images, _, left_out = read_zip_images(source, tmp_dir, max_images=max_images)
-    if not images:
-        raise DatasetError(f"'{name}' holds no image files (JPEG, PNG, GIF, BMP, WebP, TIFF). "
-                           "Zip the images themselves, or upload them one by one.")
-    if left_out:
-        raise DatasetError(f"'{name}' holds {len(images) + left_out} images; at most {max_images} can be "
-                           "predicted at once. Split the zip into smaller ones.")
-    return images
-
-
-class _BundleFiles:
-    """model.keras bytes, labels and config read from a bundle zip or folder."""
-
-    def __init__(self, model_bytes: bytes, labels, config, tflite_bytes: bytes | None = None):
-        if not labels:
-            raise ExportError("The bundle has no labels.json; expected the class names. Re-export the run.")
-        self.model_bytes, self.labels, self.config = model_bytes, labels, config
-        self.tflite_bytes = tflite_bytes
-
-    @classmethod
-    def from_zip(cls, path: Path) -> _BundleFiles:
-        from core.archive import IngestLimits, ZipSource
-
-        limits = IngestLimits.from_env()
-        try:
-            source = ZipSource(path, limits)  # entry count, total size and compression ratio, as every upload
-        except StudioError as exc:
-            raise ExportError(f"The bundle {path.name} was refused: {exc}") from None
-        try:
-            names = [name for name in (f.name for f in source.files())
-                     if name.rsplit("/", 1)[-1] == MODEL_MEMBER and "__MACOSX" not in name]
-            if not names:
-                raise ExportError(f"{path.name} has no model.keras; expected a bundle exported by Transfer Studio.")
-            # A bundle re-zipped by hand may sit inside one folder: read the files next to model.keras.
-            prefix = min(names, key=len)[: -len(MODEL_MEMBER)]
-            sizes = {f.name: f.size for f in source.files()}
-
-            def member(name: str, limit: int, variable: str):
-                if prefix + name not in sizes:
-                    return None
-                if sizes[prefix + name] > limit:
-                    raise ExportError(
-                        f"The bundle {path.name} holds a {name} of {sizes[prefix + name]:,} bytes; the limit is "
-                        f"{limit:,} ({variable}). Upload a bundle exported by Transfer Studio, or raise the limit.")
-                return source.read(prefix + name)
-
-            def member_json(name: str):
-                data = member(name, MAX_JSON_BYTES, "a bundle's JSON files")
-                return None if data is None else _parse_json(data, f"{path.name}/{prefix}{name}")
-
-            model = member(MODEL_MEMBER, limits.max_model_bytes, "TRANSFER_STUDIO_MAX_MODEL_BYTES")
-            tflite = member("model.tflite", limits.max_model_bytes, "TRANSFER_STUDIO_MAX_MODEL_BYTES")
-            return cls(model, member_json("labels.json"), member_json("config.json"), tflite)
-        finally:
-            source.close()
-
-    @classmethod
-    def from_folder(cls, path: Path) -> _BundleFiles:
-        if not (path / "model.keras").is_file():
-            raise ExportError(f"{path.name} has no model.keras; expected an unpacked Transfer Studio bundle.")
-        tflite = path / "model.tflite"
-        return cls(_read_bytes(path / "model.keras"), _read_json_file(path / "labels.json"),
-                   _read_json_file(path / "config.json"), _read_bytes(tflite) if tflite.is_file() else None)
-
-
-def _load_keras_bytes(data: bytes, source: str):
-    import keras
-
-    # load_model wants a file name ending in .keras; the bundle may be a zip, so go through a temp file.
-    with tempfile.TemporaryDirectory(prefix="ts-model-") as folder:
-        path = Path(folder) / "model.keras"
-        path.write_bytes(data)
-        try:
-            return keras.saving.load_model(path, safe_mode=True)
-        except Exception as exc:  # Keras raises ValueError, TypeError, KeyError... for a bad file
-            raise ExportError(
-                f"Cannot load the Keras model from {source}: {exc}. Expected a .keras file saved by "
-                "Transfer Studio (Keras 3, no custom layers); re-export the run."
-            ) from exc
-
-
 def _input_size(model, source: str) -> int:
     shape = tuple(model.input_shape)
     if len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[3] != 3:
@@ -415,26 +289,4 @@ def _error_result(name: str, message: str) -> dict:
     return {"file": name, "label": None, "probability": None, "top_k": [], "unknown": False,
             "answer": None, "error": message}
 
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ExportError(f"Cannot read {path}: {exc.strerror or exc}. Check the path.") from exc
-
-
-def _parse_json(data: bytes, shown: str):
-    try:
-        return json.loads(data)
-    except ValueError as exc:
-        raise ExportError(f"Cannot read {shown}: {exc}. Expected a JSON file; re-export the model.") from None
-
-
-def _read_json_file(path: Path):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"Cannot read {path}: {exc}. Expected a JSON file; re-export the model.") from exc
 

@@ -7,7 +7,7 @@ import zipfile
 
 from PIL import Image
 
-from core.archive import ZipSource
+from core.sources import ZipSource
 from ui import predict_views
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from core.archive import IngestLimits
 from core.cli import build_parser
 from core.errors import DatasetError
+from core.ingest_limits import IngestLimits
 
 ROOT = Path(__file__).resolve().parents[2]
 

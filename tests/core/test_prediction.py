@@ -125,7 +125,7 @@ def test_class_count_must_match_model_outputs(predictor):
 def test_images_from_zip_skips_junk_and_feeds_predict_images(predictor, tiny, tmp_path):
     import zipfile
 
-    from core.prediction import images_from_zip
+    from core.readers import images_from_zip
 
     path = tmp_path / "batch.zip"
     val = tiny.dataset.paths("val")[:2]

@@ -1,11 +1,9 @@
 """Safe reading of what a user uploads: a zip (path or file object) or a folder.
 
-Every zip is checked from its central directory before a single byte is extracted: entry count,
-``..`` and absolute paths, symbolic links, encryption, folder depth, total uncompressed size and
-compression ratio (zip bombs). Entries are then read one at a time, each capped at its declared
-size, so memory stays bounded however large the archive is.
-
-Limits live in :class:`IngestLimits`; each can be set with an environment variable.
+Every zip is checked from its central directory before a single byte is extracted (``core.ingest_limits``: entry
+count, ``..`` and absolute paths, symbolic links, encryption, folder depth, total uncompressed size and compression
+ratio). Entries are then read one at a time, each capped at its declared size, so memory stays bounded however
+large the archive is.
 """
 
 from __future__ import annotations
@@ -13,84 +11,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import shutil
-import stat
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path
 
 from core.errors import DatasetError
+from core.ingest_limits import IngestLimits, check_entry, check_overall_ratio, format_mib
+from core.names import check_entry_name, clean_text, entry_name, upload_name
 
-_ENV_PREFIX = "TRANSFER_STUDIO_"
 _CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class IngestLimits:
-    """Limits that keep a hostile or broken upload from exhausting the machine.
-
-    Each field can be overridden with an environment variable named ``TRANSFER_STUDIO_`` plus the
-    field name in upper case, read by :meth:`from_env`:
-
-    - ``TRANSFER_STUDIO_MAX_ENTRIES`` (100,000): files and folders in one zip.
-    - ``TRANSFER_STUDIO_MAX_TOTAL_BYTES`` (16 GiB): total uncompressed size of the zip.
-    - ``TRANSFER_STUDIO_MAX_RATIO`` (200): compression ratio of one entry, and of the whole zip,
-      once larger than ``TRANSFER_STUDIO_RATIO_MIN_BYTES`` (4 MiB); photos compress about 1:1,
-      zip bombs 1000:1. Raise it for uncompressed formats with flat colours (BMP, TIFF).
-    - ``TRANSFER_STUDIO_MAX_FILE_BYTES`` (256 MiB): one image file; larger ones are rejected.
-    - ``TRANSFER_STUDIO_MAX_PIXELS`` (80,000,000): width x height read from the image header
-      before decoding (decompression bombs); larger images are rejected.
-    - ``TRANSFER_STUDIO_MIN_SIDE`` (16): images with a shorter side are rejected.
-    - ``TRANSFER_STUDIO_MAX_DEPTH`` (16): folder levels of one path.
-    - ``TRANSFER_STUDIO_MAX_SIDE`` (512): longest side of the stored normalized copy.
-    - ``TRANSFER_STUDIO_INGEST_WORKERS`` (0 = one per CPU core): decoding threads.
-    - ``TRANSFER_STUDIO_MAX_MODEL_BYTES`` (1 GiB): the ``model.keras`` of an uploaded bundle.
-
-    The defaults allow a 20,000-photo dataset.
-    """
-
-    max_entries: int = 100_000
-    max_total_bytes: int = 16 * 1024**3
-    max_ratio: float = 200.0
-    ratio_min_bytes: int = 4 * 1024**2
-    max_file_bytes: int = 256 * 1024**2
-    max_pixels: int = 80_000_000
-    min_side: int = 16
-    max_depth: int = 16
-    max_side: int = 512
-    ingest_workers: int = 0
-    max_model_bytes: int = 1024**3
-
-    @classmethod
-    def from_env(cls, environ=None) -> IngestLimits:
-        """Defaults overridden by ``TRANSFER_STUDIO_<FIELD>`` environment variables."""
-        environ = os.environ if environ is None else environ
-        values = {}
-        for field in fields(cls):
-            raw = environ.get(_ENV_PREFIX + field.name.upper())
-            if raw is None:
-                continue
-            kind = float if field.type in ("float", float) else int
-            try:
-                values[field.name] = kind(raw)
-            except ValueError:
-                raise DatasetError(
-                    f"{_ENV_PREFIX}{field.name.upper()}={raw!r} is not a number. Set it to "
-                    f"{'an integer' if kind is int else 'a number'} such as {getattr(cls, field.name)!r} or unset it."
-                ) from None
-        return cls(**values)
-
-    def workers(self) -> int:
-        """Number of decoding threads to use."""
-        if self.ingest_workers > 0:
-            return self.ingest_workers
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # pragma: no cover - not Linux
-            return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -99,68 +31,6 @@ class SourceFile:
 
     name: str
     size: int
-
-
-def clean_text(text: str) -> str:
-    """``text`` made safe to store as UTF-8 (undecodable bytes of file names become U+FFFD)."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _mib(size: float) -> str:
-    return f"{size / 1024**2:,.0f} MiB"
-
-
-def _check_name(name: str, limits: IngestLimits) -> None:
-    shown = clean_text(name)
-    parts = PurePosixPath(name).parts
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in parts:
-        raise DatasetError(
-            f"The zip entry '{shown}' points outside the archive (absolute path or '..'); such zips can "
-            f"overwrite files and are refused. Re-create the zip from the folder itself (e.g. "
-            f"'zip -r data.zip my_folder')."
-        )
-    if len(parts) - 1 > limits.max_depth:
-        raise DatasetError(
-            f"The zip entry '{shown}' is {len(parts) - 1} folder levels deep; the limit is {limits.max_depth} "
-            f"(TRANSFER_STUDIO_MAX_DEPTH). Put the class folders near the top of the zip."
-        )
-
-
-def _check_info(info: zipfile.ZipInfo, limits: IngestLimits) -> None:
-    shown = clean_text(info.filename)
-    if stat.S_ISLNK(info.external_attr >> 16):
-        raise DatasetError(
-            f"The zip entry '{shown}' is a symbolic link; links are refused because they can point at "
-            f"other files on the server. Zip the real files instead (zip without --symlinks)."
-        )
-    if info.flag_bits & 0x1:
-        raise DatasetError(
-            f"The zip entry '{shown}' is encrypted (password-protected); encrypted zips are not supported. "
-            f"Re-create the zip without a password."
-        )
-    if info.file_size > limits.ratio_min_bytes:
-        ratio = info.file_size / max(info.compress_size, 1)
-        if ratio > limits.max_ratio:
-            raise DatasetError(
-                f"The zip entry '{shown}' expands {ratio:,.0f} times ({_mib(info.file_size)} from "
-                f"{info.compress_size:,} bytes); the limit is {limits.max_ratio:,.0f} "
-                f"(TRANSFER_STUDIO_MAX_RATIO). This looks like a zip bomb; upload a zip of ordinary images."
-            )
-
-
-def _check_overall_ratio(infos: list[zipfile.ZipInfo], total: int, limits: IngestLimits) -> None:
-    """Many small entries that each stay under the per-entry check can still add up to a bomb."""
-    compressed = sum(info.compress_size for info in infos)
-    if total > limits.ratio_min_bytes and total / max(compressed, 1) > limits.max_ratio:
-        raise DatasetError(
-            f"The zip's {len(infos):,} entries expand {total / max(compressed, 1):,.0f} times "
-            f"({_mib(total)} from {compressed:,} bytes); the limit is {limits.max_ratio:,.0f} "
-            f"(TRANSFER_STUDIO_MAX_RATIO). This looks like a zip bomb; upload a zip of ordinary images."
-        )
-
-
-def _entry_name(info: zipfile.ZipInfo) -> str:
-    return info.filename.replace("\\", "/")
 
 
 class ZipSource:
@@ -191,19 +61,19 @@ class ZipSource:
         self._infos: dict[str, zipfile.ZipInfo] = {}
         try:
             for info in infos:
-                name = _entry_name(info)
-                _check_name(name, limits)
-                _check_info(info, limits)
+                name = entry_name(info)
+                check_entry_name(name, limits)
+                check_entry(info, limits)
                 total += info.file_size
                 if total > limits.max_total_bytes:
                     raise DatasetError(
-                        f"The zip expands to more than {_mib(limits.max_total_bytes)} (reached at entry "
+                        f"The zip expands to more than {format_mib(limits.max_total_bytes)} (reached at entry "
                         f"'{clean_text(name)}'); the limit is TRANSFER_STUDIO_MAX_TOTAL_BYTES. Upload a "
                         f"smaller dataset or raise the limit."
                     )
                 if not info.is_dir():
                     self._infos[name] = info
-            _check_overall_ratio(infos, total, limits)
+            check_overall_ratio(infos, total, limits)
         except DatasetError:
             self.close()
             raise
@@ -239,7 +109,7 @@ class FolderSource:
             for name in sorted(names) + [d for d in dirs if os.path.islink(os.path.join(current, d))]:
                 full = Path(current, name)
                 relative = full.relative_to(self.path).as_posix()
-                _check_name(relative, limits)
+                check_entry_name(relative, limits)
                 if full.is_symlink():
                     self.links.append(relative)
                     continue
@@ -303,12 +173,6 @@ def spool_upload(fileobj, directory: Path, name: str | None = None) -> Path:
         discard_spooled(path)
         raise
     return path
-
-
-def upload_name(name) -> str:
-    """The last part of an uploaded file's name, safe as a file name (``upload.zip`` when there is none)."""
-    base = clean_text(Path(str(name or "")).name).replace("\\", "_").replace("\0", "").strip()[:120]
-    return base if base not in ("", ".", "..") else "upload.zip"
 
 
 def discard_spooled(path: Path) -> None:
