@@ -403,7 +403,7 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from core.datasets import create_sample_dataset
+    from core.sample import create_sample_dataset
     from core.workspace import Workspace
 
     template = create_sample_dataset(Workspace.open(scratch / "template"))

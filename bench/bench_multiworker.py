@@ -21,7 +21,7 @@ scratch = setup_environment()
 
 from core import runs  # noqa: E402
 from core.cluster import start_local_workers  # noqa: E402
-from core.datasets import create_sample_dataset  # noqa: E402
+from core.sample import create_sample_dataset  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 

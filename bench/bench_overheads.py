@@ -20,10 +20,10 @@ from core.backbones import get_backbone  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.datasets import ingest  # noqa: E402
 from core.models import build_classifier, set_backbone_trainable  # noqa: E402
-from core.pipeline import make_image_dataset  # noqa: E402
+from core.pipeline import build_augmentation, make_image_dataset  # noqa: E402
 from core.prediction import Predictor  # noqa: E402
 from core.runs import load_history  # noqa: E402
-from core.training import build_augmentation, train_model  # noqa: E402
+from core.training import train_model  # noqa: E402
 from core.weights import resolve_weights  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 

@@ -146,27 +146,6 @@ def start_local_workers(arguments: list[str], count: int = 2, *, env: dict | Non
 JOIN_POLL_S = 2.0
 
 
-def train_as_worker(workspace: Workspace, record: dict, index: int) -> int:
-    """Train the chief's run ``record`` as worker ``index`` of the configured workers, leaving nothing behind."""
-    from core.config import TrainConfig
-    from core.distribute import multi_worker_strategy
-    from core.training import train_model
-
-    workers = configured_workers()
-    if not 0 < index < len(workers):
-        raise ConfigError(f"--as-worker {index} is not one of the other workers 1..{len(workers) - 1} listed in "
-                          f"{WORKERS_ENV}={','.join(workers) or '(unset)'}.")
-    os.environ["TF_CONFIG"] = tf_config(workers, index)
-    task = cluster_task()
-    multi_worker_strategy()
-    config = TrainConfig.from_dict(record["config"])
-    with worker_workspace(workspace, config.dataset_id, task) as here:
-        result = train_model(config, here)
-    print(f"worker {index} of {len(workers)} for run {record['run_id']}: {result['status']} "
-          f"{result.get('error') or ''}".strip(), flush=True)
-    return 0 if result["status"] in ("done", "stopped") else 1
-
-
 def serve_as_worker(workspace: Workspace, index: int, *, once: bool = False) -> int:
     """Wait for runs the server starts across the workers and train each as worker ``index`` (one at a time).
 

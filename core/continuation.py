@@ -1,17 +1,17 @@
 """Continuing a finished run (trained here or imported) on a dataset with the same classes.
 
-``train_continued`` records a new run that starts from the earlier run's saved model instead of a fresh network:
-training calls ``starting_point`` where it would build its model. The starting model's outputs are reordered to
-the dataset's class order (Teachable Machine keeps its own order, datasets sort theirs), its accuracy on the
-dataset's validation images is recorded before training (``continued_from.before``), and the ordinary
-strategies then run on it: ``feature-extraction`` refits the head on cached features of the model's own base
-(keyed by the model file's hash), ``fine-tune`` also unfreezes the top of that base.
+``core.training.train_continued`` records a new run that starts from the earlier run's saved model instead of a
+fresh network: the run's plan (``core.plan``) takes ``starting_point`` where training would build its model. The
+starting model's outputs are reordered to the dataset's class order (Teachable Machine keeps its own order,
+datasets sort theirs), its accuracy on the dataset's validation images is recorded before training
+(``continued_from.before``), and the ordinary strategies then run on it: ``feature-extraction`` refits the head
+on cached features of the model's own base (keyed by the model file's hash), ``fine-tune`` also unfreezes the top
+of that base.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -94,20 +94,6 @@ def continued_settings(config) -> dict:
     inherited = {"dataset_id", "backbone", "image_size", "resize", "weights", "base_model", "cut_layer",
                  "input_scaling"}
     return {key: value for key, value in config.to_dict().items() if key not in inherited}
-
-
-def train_continued(workspace, source_run: str, dataset_id: str, *, on_epoch=None, **settings) -> dict:
-    """Create a run continuing ``source_run`` on ``dataset_id`` and train it here; returns the final record."""
-    from core import runs
-    from core.datasets import load_dataset
-    from core.jobs import process_start_time
-    from core.training import execute_run
-
-    config, fields = continue_config(workspace, source_run, dataset_id, **settings)
-    classes = load_dataset(workspace, config.dataset_id).classes
-    run_id = runs.create_run(workspace, config, classes=classes, status="running", pid=os.getpid(),
-                             pid_started=process_start_time(os.getpid()), **fields)
-    return execute_run(workspace, run_id, on_epoch=on_epoch)
 
 
 def starting_point(workspace, run_id: str) -> StartingPoint | None:

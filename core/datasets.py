@@ -40,7 +40,7 @@ from core.splits import (
 from core.workspace import Workspace, atomic_write_bytes, atomic_write_json, read_json
 
 __all__ = [
-    "Dataset", "IngestLimits", "ManifestEntry", "create_sample_dataset", "delete_dataset", "ingest",
+    "Dataset", "IngestLimits", "ManifestEntry", "delete_dataset", "ingest",
     "list_datasets", "load_dataset",
 ]
 
@@ -338,12 +338,3 @@ def delete_dataset(workspace: Workspace, dataset_id: str) -> None:
 
     delete_features_for_dataset(workspace, dataset_id)
 
-
-def create_sample_dataset(workspace: Workspace, progress=None) -> Dataset:
-    """The generated sample dataset (shapes in 4 classes); built once, then reused.
-
-    See :mod:`core.sample`.
-    """
-    from core.sample import create_sample_dataset as create
-
-    return create(workspace, progress=progress)

@@ -42,8 +42,7 @@ class Source:
 
 def image_source(parts, split: str, index, *, training: bool, augment: bool = False) -> Source:
     """Images of ``split`` at ``index`` (shuffled and possibly augmented when ``training``)."""
-    from core.pipeline import make_image_dataset
-    from core.training import build_augmentation
+    from core.pipeline import build_augmentation, make_image_dataset
 
     index = np.asarray(index)
     config = parts.config

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ConfigError
+from core.errors import ConfigError, StudioError
 
 DEFAULT_THRESHOLDS = tuple(round(t, 2) for t in np.linspace(0.0, 1.0, 21))
 
@@ -270,3 +270,21 @@ def _check_same_classes(model_classes, dataset_classes, run_id, dataset_id) -> N
             f"Run {run_id} was trained on classes {list(model_classes)} but dataset {dataset_id} now has "
             f"{list(dataset_classes)}. Evaluate with the dataset the run was trained on."
         )
+
+
+def evaluate_for_card(workspace, run_id, predictor, evaluation, split: str = "val"):
+    """Metrics on the headline split and dataset for the model card; a note instead when they are unavailable."""
+    from core.datasets import load_dataset
+
+    dataset = note = None
+    if not predictor.config.get("dataset_id"):
+        return evaluation, None, ("Imported model without a dataset of its own: evaluate it on labelled images "
+                                  f"with `python -m core evaluate {run_id} --dataset DATASET_ID`.")
+    try:
+        dataset = load_dataset(workspace, predictor.config.get("dataset_id", ""))
+        if evaluation is None or evaluation.split != split:
+            evaluation = evaluate_run(workspace, run_id, split, predictor=predictor)
+    except StudioError as exc:
+        # The dataset may have been deleted since training: the model is still worth exporting.
+        note = f"Metrics unavailable: {exc}"
+    return evaluation, dataset, note

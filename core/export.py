@@ -8,7 +8,6 @@ and compares it with the in-app Keras model.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -19,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core.conversion import convert_to_tflite, export_saved_model
 from core.errors import ExportError, StudioError
+from core.evaluation import evaluate_for_card
 from core.model_card import render_model_card
 from core.report import render_report_html
 
@@ -56,7 +57,7 @@ def export_bundle(workspace, run_id: str, out_path, *, evaluation=None) -> Path:
     run = load_run(workspace, run_id)
     predictor = Predictor.from_run(workspace, run_id)
     split = (run.get("headline") or {}).get("split", "val")
-    evaluation, dataset, note = _evaluate_for_card(workspace, run_id, predictor, evaluation, split)
+    evaluation, dataset, note = evaluate_for_card(workspace, run_id, predictor, evaluation, split)
     config = {**(run.get("config") or {}), "image_size": predictor.image_size, "resize": predictor.resize,
               "max_side": predictor.max_side,
               "run_id": run_id, "input": "float32 (N, S, S, 3) raw RGB pixels 0..255"}
@@ -131,26 +132,6 @@ def export_tflite(workspace, run_id: str, out_path, *, quantize: str | None = No
     return target
 
 
-def convert_to_tflite(model, *, quantize: str | None = None) -> bytes:
-    """TFLite flatbuffer bytes of a Keras model (through a SavedModel, which converts quietly)."""
-    import tensorflow as tf
-
-    with tempfile.TemporaryDirectory(prefix="ts-tflite-") as folder:
-        saved = Path(folder) / "saved_model"
-        _export_saved_model(model, saved)
-        try:
-            converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
-            if quantize == "dynamic":
-                # No representative dataset: weights become int8, activations stay float.
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            return bytes(converter.convert())
-        except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError...
-            raise ExportError(
-                f"TFLite conversion failed: {' '.join(str(exc).split())[:400]}. Export a bundle or a "
-                "SavedModel instead, and report the backbone that failed."
-            ) from exc
-
-
 def export_savedmodel(workspace, run_id: str, out_path) -> Path:
     """Write a TensorFlow SavedModel folder (signature ``serve``: raw pixels -> probabilities)."""
     from core.runs import load_run_model
@@ -163,7 +144,7 @@ def export_savedmodel(workspace, run_id: str, out_path) -> Path:
     model = load_run_model(workspace, run_id)
     staging = Path(tempfile.mkdtemp(prefix=".savedmodel-", dir=_parent_dir(target)))
     try:
-        _export_saved_model(model, staging / "model")
+        export_saved_model(model, staging / "model")
         if target.exists():
             target.rmdir()
         os.replace(staging / "model", target)
@@ -280,7 +261,7 @@ def _format_runner(fmt: str, workspace, run_id: str, model, folder: Path):
     if fmt == "savedmodel":
         import tensorflow as tf
 
-        _export_saved_model(model, folder / "savedmodel")
+        export_saved_model(model, folder / "savedmodel")
         loaded = tf.saved_model.load(str(folder / "savedmodel"))
         return lambda batch: loaded.serve(tf.constant(batch, dtype=tf.float32)).numpy()
     content = convert_to_tflite(model, quantize="dynamic" if fmt == "tflite_dynamic" else None)
@@ -312,44 +293,6 @@ class _TFLiteRunner:
         self._interpreter.set_tensor(self._input, batch.astype(np.float32))
         self._interpreter.invoke()
         return self._interpreter.get_tensor(self._output).copy()
-
-
-def _evaluate_for_card(workspace, run_id, predictor, evaluation, split: str = "val"):
-    """Metrics on the headline split and dataset for the model card; a note instead when they are unavailable."""
-    from core.datasets import load_dataset
-    from core.evaluation import evaluate_run
-
-    dataset = note = None
-    if not predictor.config.get("dataset_id"):
-        return evaluation, None, ("Imported model without a dataset of its own: evaluate it on labelled images "
-                                  f"with `python -m core evaluate {run_id} --dataset DATASET_ID`.")
-    try:
-        dataset = load_dataset(workspace, predictor.config.get("dataset_id", ""))
-        if evaluation is None or evaluation.split != split:
-            evaluation = evaluate_run(workspace, run_id, split, predictor=predictor)
-    except StudioError as exc:
-        # The dataset may have been deleted since training: the model is still worth exporting.
-        note = f"Metrics unavailable: {exc}"
-    return evaluation, dataset, note
-
-
-def _export_saved_model(model, path: Path) -> None:
-    """A SavedModel whose ``serve`` takes one batch of raw pixels, also for a model whose inputs are a one-item
-    list (``keras.Model(model.inputs, ...)``, as a head swap builds): ``model.export`` would serve a list then."""
-    import keras
-    import tensorflow as tf
-
-    shape = (None, *model.inputs[0].shape[1:])
-    try:
-        # verbose=False: the export otherwise prints its signature to stdout (breaks --json).
-        with contextlib.redirect_stdout(io.StringIO()):
-            archive = keras.export.ExportArchive()
-            archive.track(model)
-            archive.add_endpoint(name="serve", fn=lambda image: model(image, training=False),
-                                 input_signature=[tf.TensorSpec(shape, tf.float32, name="image")])
-            archive.write_out(str(path), verbose=False)
-    except Exception as exc:  # TensorFlow raises many types while tracing
-        raise ExportError(f"SavedModel export failed: {' '.join(str(exc).split())[:400]}.") from exc
 
 
 def _target_file(out_path, default_name: str, suffix: str = ".zip") -> Path:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from core import runs
 from core.config import TrainConfig
+from core.processes import process_start_time
 from core.spaces import check_run_room, space_workspaces, spaces_enabled
 from core.workspace import Workspace
 
@@ -292,14 +293,6 @@ def fair_order(records: list[dict]) -> list[dict]:
         turn += 1
         last_start[space] = turn
     return order
-
-
-def process_start_time(pid: int) -> str | None:
-    """When ``pid`` started (clock ticks since boot, from /proc); tells a process from a later one with its pid."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
 
 
 def _worker_alive(pid, started: str | None) -> bool:

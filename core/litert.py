@@ -202,7 +202,7 @@ class LiteRTModel:
 
 def convert_model(model) -> tuple[bytes, float]:
     """TFLite bytes of a Keras model and the seconds the conversion took (ExportError when it fails)."""
-    from core.export import convert_to_tflite
+    from core.conversion import convert_to_tflite
 
     started = time.perf_counter()
     content = convert_to_tflite(model)

@@ -326,8 +326,7 @@ def fit_image_phase(parts: RunParts, *, phase: int, trainable: str, epochs: int,
                     augment: bool, top_layers: int = 0, best: Best | None = None) -> Best:
     """An image phase: ``frozen`` (head only, on augmented images), ``top`` (fine-tune) or ``all`` (scratch)."""
     from core.models import set_backbone_trainable
-    from core.pipeline import make_image_dataset
-    from core.training import build_augmentation
+    from core.pipeline import build_augmentation, make_image_dataset
 
     config, roles = parts.config, parts.roles
     counts = set_backbone_trainable(parts.model, trainable, top_layers)

@@ -116,3 +116,16 @@ def image_batches(paths, *, image_size: int, batch_size: int = 32, resize: str =
             for futures in pending:
                 for future in futures:
                     future.cancel()
+
+
+def build_augmentation(seed: int = 0):
+    """Random flip, rotation, zoom, translation and contrast; used on training images only."""
+    import keras
+
+    return keras.Sequential([
+        keras.layers.RandomFlip("horizontal", seed=seed),
+        keras.layers.RandomRotation(0.1, seed=seed),
+        keras.layers.RandomZoom(0.1, seed=seed),
+        keras.layers.RandomTranslation(0.1, 0.1, seed=seed),
+        keras.layers.RandomContrast(0.1, seed=seed),
+    ], name="augmentation")

@@ -171,14 +171,14 @@ def _confusion(evaluation) -> str:
 
 def run_report(workspace, run_id: str, *, evaluation=None) -> str:
     """The HTML report of a run, evaluated on its headline split (``evaluation`` reused when it is that one)."""
-    from core.export import _evaluate_for_card
+    from core.evaluation import evaluate_for_card
     from core.prediction import Predictor
     from core.runs import load_history, load_run
 
     run = load_run(workspace, run_id)
     predictor = Predictor.from_run(workspace, run_id)
     split = (run.get("headline") or {}).get("split", "val")
-    evaluation, dataset, note = _evaluate_for_card(workspace, run_id, predictor, evaluation, split)
+    evaluation, dataset, note = evaluate_for_card(workspace, run_id, predictor, evaluation, split)
     config = {**(run.get("config") or {}), "image_size": predictor.image_size, "resize": predictor.resize}
     return render_report_html(run, config, predictor.classes, evaluation=evaluation, dataset=dataset,
                               history=load_history(workspace, run_id), note=note)

@@ -37,7 +37,7 @@ class Interrupted(BaseException):
 def train_model(config: TrainConfig, workspace: Workspace, *, on_epoch=None) -> dict:
     """Create a run for ``config`` and train it here; returns the final run record."""
     from core.datasets import load_dataset
-    from core.jobs import process_start_time
+    from core.processes import process_start_time
 
     dataset = load_dataset(workspace, config.dataset_id)
     run_id = runs.create_run(workspace, config, classes=dataset.classes, status="running", pid=os.getpid(),
@@ -51,7 +51,7 @@ def execute_run(workspace: Workspace, run_id: str, *, on_epoch=None) -> dict:
     record = runs.load_run(workspace, run_id)
     config = TrainConfig.from_dict(record["config"])
     reporter = RunReporter(folder, on_epoch=on_epoch)
-    from core.jobs import process_start_time
+    from core.processes import process_start_time
 
     runs.update_run(workspace, run_id, status="running", pid=os.getpid(),
                     pid_started=process_start_time(os.getpid()), started_at=time.time(), error=None)
@@ -167,6 +167,39 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
     }
 
 
+def train_continued(workspace, source_run: str, dataset_id: str, *, on_epoch=None, **settings) -> dict:
+    """Create a run continuing ``source_run`` on ``dataset_id`` and train it here; returns the final record."""
+    from core.continuation import continue_config
+    from core.datasets import load_dataset
+    from core.processes import process_start_time
+
+    config, fields = continue_config(workspace, source_run, dataset_id, **settings)
+    classes = load_dataset(workspace, config.dataset_id).classes
+    run_id = runs.create_run(workspace, config, classes=classes, status="running", pid=os.getpid(),
+                             pid_started=process_start_time(os.getpid()), **fields)
+    return execute_run(workspace, run_id, on_epoch=on_epoch)
+
+
+def train_as_worker(workspace: Workspace, record: dict, index: int) -> int:
+    """Train the chief's run ``record`` as worker ``index`` of the configured workers, leaving nothing behind."""
+    from core.cluster import WORKERS_ENV, cluster_task, configured_workers, tf_config, worker_workspace
+    from core.distribute import multi_worker_strategy
+
+    workers = configured_workers()
+    if not 0 < index < len(workers):
+        raise ConfigError(f"--as-worker {index} is not one of the other workers 1..{len(workers) - 1} listed in "
+                          f"{WORKERS_ENV}={','.join(workers) or '(unset)'}.")
+    os.environ["TF_CONFIG"] = tf_config(workers, index)
+    task = cluster_task()
+    multi_worker_strategy()
+    config = TrainConfig.from_dict(record["config"])
+    with worker_workspace(workspace, config.dataset_id, task) as here:
+        result = train_model(config, here)
+    print(f"worker {index} of {len(workers)} for run {record['run_id']}: {result['status']} "
+          f"{result.get('error') or ''}".strip(), flush=True)
+    return 0 if result["status"] in ("done", "stopped") else 1
+
+
 def save_model(model, path):
     """Save ``model`` to ``path`` atomically; a full disk or a read-only folder gives a WorkspaceError."""
     staging = path.with_name(".model.tmp.keras")
@@ -180,14 +213,3 @@ def save_model(model, path):
             f"workspace folder writable ({WORKSPACE_ENV}), then train again."
         ) from exc
     return path
-
-
-def build_augmentation(seed: int = 0) -> keras.Sequential:
-    """Random flip, rotation, zoom, translation and contrast; used on training images only."""
-    return keras.Sequential([
-        keras.layers.RandomFlip("horizontal", seed=seed),
-        keras.layers.RandomRotation(0.1, seed=seed),
-        keras.layers.RandomZoom(0.1, seed=seed),
-        keras.layers.RandomTranslation(0.1, 0.1, seed=seed),
-        keras.layers.RandomContrast(0.1, seed=seed),
-    ], name="augmentation")

@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from core.datasets import create_sample_dataset, delete_dataset, ingest, list_datasets
+from core.datasets import delete_dataset, ingest, list_datasets
 from core.errors import StudioError
+from core.sample import create_sample_dataset
 from core.server_import import import_root, list_importable, resolve_import_path
 from ui import data_views as views
 from ui import health_views

@@ -89,8 +89,11 @@ def forget_space() -> None:
     st.query_params.clear()
 
 
-def visitor_workspace(base: Workspace) -> Workspace:
-    """The space of this visitor, created on their first visit; SpaceError for an unknown key."""
+def visitor_workspace(base: Workspace, on_opened=None) -> Workspace:
+    """The space of this visitor, created on their first visit; SpaceError for an unknown key.
+
+    ``on_opened(workspace)`` is called when this session's space is opened anew (``ui.state`` drops ids from the
+    URL that belong to no dataset or run of it)."""
     email = signed_in_email()
     opened = st.session_state.get(OPENED_KEY)
     if opened and not is_teacher():  # asked only of a session that opened a space: st.user reads the secrets
@@ -106,10 +109,8 @@ def visitor_workspace(base: Workspace) -> Workspace:
         workspace = space_for_identity(base, email) if email else create_space(base)
     else:
         workspace = open_space(base, key)
-    if cached is not workspace:
-        from ui.state import refuse_foreign_ids
-
-        refuse_foreign_ids(workspace)
+    if cached is not workspace and on_opened is not None:
+        on_opened(workspace)
     st.session_state["_space_workspace"] = workspace
     st.session_state[SESSION_KEY] = workspace.space
     if email is None and st.query_params.get(SPACE_PARAM) != workspace.space:

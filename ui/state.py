@@ -29,7 +29,7 @@ def get_workspace() -> Workspace:
         return get_server_workspace()
     from ui.spaces import visitor_workspace
 
-    return visitor_workspace(get_server_workspace())
+    return visitor_workspace(get_server_workspace(), on_opened=refuse_foreign_ids)
 
 
 def _get(key: str) -> str | None:

@@ -83,7 +83,8 @@ def run(args) -> int:
     if task:
         return _run_as_worker(args, config, workspace, task, started)
     if args.continue_run:
-        from core.continuation import continued_settings, train_continued
+        from core.continuation import continued_settings
+        from core.training import train_continued
 
         record = train_continued(workspace, args.continue_run, dataset_id, on_epoch=_print_epoch,
                                  **continued_settings(config))

@@ -47,7 +47,7 @@ def run(args) -> int:
         raise ConfigError("Give the RUN_ID to train, or --join N to serve as worker N.")
     record = load_run(workspace, args.run_id)
     if args.as_worker is not None:
-        from core.cluster import train_as_worker
+        from core.training import train_as_worker
 
         return train_as_worker(workspace, record, args.as_worker)
     if record.get("kind") == "health":

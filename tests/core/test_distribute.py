@@ -66,7 +66,7 @@ def test_the_training_engine_runs_under_mirrored_strategy_on_two_cpu_devices(tmp
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from core import runs
         from core.config import TrainConfig
-        from core.datasets import create_sample_dataset
+        from core.sample import create_sample_dataset
         from core.pipeline import make_image_dataset
         from core.training import train_model
         from core.workspace import Workspace

@@ -249,12 +249,12 @@ def test_savedmodel_of_a_model_with_list_inputs_serves_one_batch_of_pixels(tmp_p
     import keras
     import tensorflow as tf
 
-    from core.export import _export_saved_model
+    from core.conversion import export_saved_model
 
     image = keras.Input((8, 8, 3), name="image")
     base = keras.Model(image, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(image)))
     model = keras.Model(base.inputs, base.output)  # inputs as a list, as replace_head makes them
-    _export_saved_model(model, tmp_path / "saved")
+    export_saved_model(model, tmp_path / "saved")
     batch = np.random.default_rng(0).uniform(0, 255, (3, 8, 8, 3)).astype("float32")
     loaded = tf.saved_model.load(str(tmp_path / "saved"))
     served = loaded.serve(tf.constant(batch)).numpy()

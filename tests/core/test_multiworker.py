@@ -19,8 +19,8 @@ from core.cluster import (
     tf_config,
     worker_workspace,
 )
-from core.datasets import create_sample_dataset
 from core.errors import ConfigError
+from core.sample import create_sample_dataset
 
 SMALL = ["--backbone", "mobilenet_v3_small", "--image-size", "96", "--weights", "none", "--strategy", "fine-tune",
          "--head", "keras", "--fine-tune-layers", "8", "--early-stopping-patience", "0", "--batch-size", "32"]
