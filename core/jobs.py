@@ -100,13 +100,26 @@ class JobManager:
 
         ``fields`` are added to the run record (``continued_from`` of ``core.continuation.continue_config``:
         the run starts from an earlier run's model, which that function has checked).
-        Bad settings, and a space at its limit (LimitError), raise before anything is queued.
+        Bad settings, and a space at its limit (LimitError), raise before anything is queued. A tool job
+        (export, speed, embedding map: ``core.tool_jobs``) checks its own inputs with ``prepare_job``.
         """
+        workspace = workspace or self.workspace
+        fields = fields or {}
+        if hasattr(config, "prepare_job"):
+            classes, run_id = config.prepare_job(workspace), runs.new_run_id(config.job_kind)
+        else:
+            classes, run_id = self._check_run(config, workspace, fields), None
+        run_id = runs.create_run(workspace, config, classes=classes, status="queued", run_id=run_id, **fields)
+        runs.update_run(workspace, run_id, queued_at=time.time(), space=workspace.space)
+        self.dispatch()
+        return run_id
+
+    @staticmethod
+    def _check_run(config, workspace: Workspace, fields: dict) -> list[str]:
+        """Check a training run or health check before it is queued; returns its dataset's classes."""
         from core.datasets import load_dataset
         from core.preflight import check_trainable
 
-        workspace = workspace or self.workspace
-        fields = fields or {}
         dataset = load_dataset(workspace, config.dataset_id)
         if "continued_from" not in fields:
             check_trainable(config, workspace)
@@ -115,10 +128,7 @@ class JobManager:
 
             require_workers()
         check_run_room(workspace, sum(r.get("status") in runs.ACTIVE_STATUSES for r in runs.list_runs(workspace)))
-        run_id = runs.create_run(workspace, config, classes=dataset.classes, status="queued", **fields)
-        runs.update_run(workspace, run_id, queued_at=time.time(), space=workspace.space)
-        self.dispatch()
-        return run_id
+        return dataset.classes
 
     def stop(self, run_id: str, workspace: Workspace | None = None) -> None:
         """Stop a run: a queued one is cancelled, a running one ends after its current batch."""
