@@ -61,6 +61,12 @@ def record_parity(workspace: Workspace, run_id: str, fmt: str, *, on_batch=None)
     return row
 
 
+def latest_export_job(workspace: Workspace, run_id: str) -> dict | None:
+    """The newest export job of run ``run_id`` (any status, any formats), or None."""
+    return next((r for r in runs.list_runs(workspace, kind=ExportConfig.job_kind)
+                 if (r.get("config") or {}).get("run_id") == run_id), None)
+
+
 def load_parity(workspace: Workspace, run_id: str) -> dict:
     """``{format: parity row}`` of the formats built for download so far."""
     return read_json(export_dir(workspace, run_id) / PARITY_FILE, default={}) or {}

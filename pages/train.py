@@ -6,9 +6,10 @@ from core.backbones import get_backbone
 from core.config import PRESETS, TrainConfig
 from core.errors import StudioError
 from core.features import cached_features, feature_key
-from core.speed import RUNTIME_NAMES, estimate_seconds, expected_speed, measure_speed, speed_figures
+from core.speed import RUNTIME_NAMES, estimate_seconds, expected_speed, speed_figures
+from core.speed_jobs import SpeedConfig
 from core.weights import resolve_weights, weights_available
-from ui import base_views
+from ui import base_views, tool_job_views
 from ui import train_views as views
 from ui.jobs import format_seconds, get_manager
 from ui.state import get_run_id, get_workspace, require_dataset
@@ -97,11 +98,9 @@ if estimate is None:
     left.caption(f"Estimated time: not known yet: {spec.display_name} at {size} px has not been timed here "
                  f"with {runtime}, the runtime this run would use"
                  f"{' (' + escape_markdown(plan.reason) + ')' if missing == 'features' else ' for training steps'}.")
-    if right.button("Measure speed"):
-        with st.spinner(f"Timing {spec.display_name} with {runtime} on images of this dataset…"):
-            measure_speed(workspace, backbone, size, dataset=dataset, weights=config.weights,
-                          runtime=None if missing == "features" else "keras")
-        st.rerun()
+    tool_job_views.measure_speed_control(workspace, SpeedConfig(  # a job: timing never blocks the page
+        dataset.id, backbone, size, weights=config.weights, runtime=None if missing == "features" else "keras"),
+        container=right)
 else:
     # The figure the estimate rests on; with the features cached none is needed, so show any measured here.
     measured = figure if uses_features and figure else keras_figure or next(
