@@ -15,7 +15,8 @@ from core.workspace import Workspace
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("worker", help="(internal) run one queued job (training, health check, export, "
-                                                  "speed, embedding map) in this process; --join N: serve as worker N of the server's runs")
+                                                  "speed, embedding map) in this process; --join N: serve as "
+                                                  "worker N of the server's runs")
     parser.add_argument("run_id", nargs="?")
     parser.add_argument("--workspace", default=None)
     parser.add_argument("--parent-pid", type=int, default=None)
