@@ -25,7 +25,7 @@ from pathlib import Path
 from core import runs
 from core.config import TrainConfig
 from core.spaces import check_run_room, space_workspaces, spaces_enabled
-from core.workspace import Workspace
+from core.workspace import Workspace, read_json
 
 MAX_JOBS_ENV = "TRANSFER_STUDIO_MAX_JOBS"
 POLL_INTERVAL_S = 0.5
@@ -212,8 +212,8 @@ class JobManager:
             if not _worker_alive(record.get("pid"), record.get("pid_started")):
                 if runs.transition_run(workspace, run_id, ("running",), status="interrupted",
                                        finished_at=time.time(),
-                                       error="The training process ended unexpectedly (server restart, killed, "
-                                             "or out of memory). Start the run again."):
+                                       error=_ended_message(record, "server restart, killed, or out of memory",
+                                                            "Start the run again.")):
                     orphans.append(run_id)
         return orphans
 
@@ -251,10 +251,18 @@ class JobManager:
                 continue
             del self._children[folder]
             workspace, run_id = Workspace.open(folder.parents[1]), folder.name
+            record = read_json(folder / "run.json") or {}
             runs.transition_run(workspace, run_id, ("running", "queued"), status="interrupted",
                                 finished_at=time.time(),
-                                error=f"The training process ended unexpectedly (exit code {code}: killed or out "
-                                      "of memory). Try a smaller batch size or image size, then start again.")
+                                error=_ended_message(record, f"exit code {code}: killed or out of memory",
+                                                     "Try a smaller batch size or image size, then start again."))
+
+
+def _ended_message(record: dict, why: str, fix: str) -> str:
+    """What a run (or another job) whose process died is told; ``fix`` is a training run's."""
+    if record.get("kind", "train") == "train":
+        return f"The training process ended unexpectedly ({why}). {fix}"
+    return f"The job's process ended unexpectedly ({why}). Start it again."
 
 
 def _worker_environment(record: dict) -> dict | None:

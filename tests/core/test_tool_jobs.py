@@ -182,3 +182,15 @@ def test_the_job_manager_runs_a_speed_job_in_a_worker_process(workspace, tmp_pat
                                         .read_text()[-2000:])
     assert load_result(workspace, job_id)["runtime"] == "keras"
     assert "keras" in speed_figures(workspace, "mobilenet_v3_small", 96)
+
+
+def test_a_job_whose_process_died_is_interrupted_without_training_advice(workspace, tmp_path):
+    from core.jobs import JobManager
+
+    dataset = make_tiny_dataset(workspace, tmp_path, per_class=4)
+    job_id = _queue(workspace, SpeedConfig(dataset.id, image_size=96, weights="none", runtime="keras"))
+    runs.update_run(workspace, job_id, status="running", pid=2 ** 22 + 1, pid_started="0")  # no such process
+    assert JobManager(workspace).recover_orphans() == [job_id]
+    record = runs.load_run(workspace, job_id)
+    assert record["status"] == "interrupted" and record["error"].startswith("The job's process ended unexpectedly")
+    assert "batch size" not in record["error"]
