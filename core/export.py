@@ -167,7 +167,7 @@ def export_model(workspace, run_id: str, fmt: str, out_path, *, quantize: str | 
 
 
 def check_parity(workspace, run_id: str, formats=PARITY_FORMATS, *, max_images: int | None = None,
-                 batch_size: int = 32) -> dict:
+                 batch_size: int = 32, on_batch=None) -> dict:
     """Compare exported formats with the in-app Keras model on the validation images.
 
     A run without a dataset of its own (an imported model) is checked on generated pictures instead.
@@ -179,6 +179,8 @@ def check_parity(workspace, run_id: str, formats=PARITY_FORMATS, *, max_images: 
             "savedmodel".
         max_images: check only the first N validation images (None: all).
         batch_size: images per forward pass.
+        on_batch: optional function called with ``(images checked, images)`` after each batch (a job's
+            progress; it may raise to end the check, as Stop does).
 
     Returns:
         ``{format: {"agreement", "max_abs_diff", "mean_abs_diff", "images", "tolerance", "tolerance_on",
@@ -203,6 +205,8 @@ def check_parity(workspace, run_id: str, formats=PARITY_FORMATS, *, max_images: 
             reference.append(predictor.predict_arrays(batch))
             for fmt, runner in runners.items():
                 outputs[fmt].append(np.asarray(runner(batch), dtype=np.float32))
+            if on_batch is not None:
+                on_batch(min(start + batch_size, len(paths)), len(paths))
     reference = np.concatenate(reference)
     return {fmt: _parity_row(fmt, np.concatenate(outputs[fmt]), reference) for fmt in formats}
 

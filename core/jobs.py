@@ -26,7 +26,7 @@ from core import runs
 from core.config import TrainConfig
 from core.processes import process_start_time
 from core.spaces import check_run_room, space_workspaces, spaces_enabled
-from core.workspace import Workspace
+from core.workspace import Workspace, read_json
 
 MAX_JOBS_ENV = "TRANSFER_STUDIO_MAX_JOBS"
 POLL_INTERVAL_S = 0.5
@@ -101,13 +101,26 @@ class JobManager:
 
         ``fields`` are added to the run record (``continued_from`` of ``core.continuation.continue_config``:
         the run starts from an earlier run's model, which that function has checked).
-        Bad settings, and a space at its limit (LimitError), raise before anything is queued.
+        Bad settings, and a space at its limit (LimitError), raise before anything is queued. A tool job
+        (export, speed, embedding map: ``core.tool_jobs``) checks its own inputs with ``prepare_job``.
         """
+        workspace = workspace or self.workspace
+        fields = fields or {}
+        if hasattr(config, "prepare_job"):
+            classes, run_id = config.prepare_job(workspace), runs.new_run_id(config.job_kind)
+        else:
+            classes, run_id = self._check_run(config, workspace, fields), None
+        run_id = runs.create_run(workspace, config, classes=classes, status="queued", run_id=run_id, **fields)
+        runs.update_run(workspace, run_id, queued_at=time.time(), space=workspace.space)
+        self.dispatch()
+        return run_id
+
+    @staticmethod
+    def _check_run(config, workspace: Workspace, fields: dict) -> list[str]:
+        """Check a training run or health check before it is queued; returns its dataset's classes."""
         from core.datasets import load_dataset
         from core.preflight import check_trainable
 
-        workspace = workspace or self.workspace
-        fields = fields or {}
         dataset = load_dataset(workspace, config.dataset_id)
         if "continued_from" not in fields:  # the run plan: a bad setting fails here, before anything is queued
             plan = check_trainable(config, workspace)
@@ -118,10 +131,7 @@ class JobManager:
 
             require_workers()
         check_run_room(workspace, sum(r.get("status") in runs.ACTIVE_STATUSES for r in runs.list_runs(workspace)))
-        run_id = runs.create_run(workspace, config, classes=dataset.classes, status="queued", **fields)
-        runs.update_run(workspace, run_id, queued_at=time.time(), space=workspace.space)
-        self.dispatch()
-        return run_id
+        return dataset.classes
 
     def stop(self, run_id: str, workspace: Workspace | None = None) -> None:
         """Stop a run: a queued one is cancelled, a running one ends after its current batch."""
@@ -205,8 +215,8 @@ class JobManager:
             if not _worker_alive(record.get("pid"), record.get("pid_started")):
                 if runs.transition_run(workspace, run_id, ("running",), status="interrupted",
                                        finished_at=time.time(),
-                                       error="The training process ended unexpectedly (server restart, killed, "
-                                             "or out of memory). Start the run again."):
+                                       error=_ended_message(record, "server restart, killed, or out of memory",
+                                                            "Start the run again.")):
                     orphans.append(run_id)
         return orphans
 
@@ -244,10 +254,18 @@ class JobManager:
                 continue
             del self._children[folder]
             workspace, run_id = Workspace.open(folder.parents[1]), folder.name
+            record = read_json(folder / "run.json") or {}
             runs.transition_run(workspace, run_id, ("running", "queued"), status="interrupted",
                                 finished_at=time.time(),
-                                error=f"The training process ended unexpectedly (exit code {code}: killed or out "
-                                      "of memory). Try a smaller batch size or image size, then start again.")
+                                error=_ended_message(record, f"exit code {code}: killed or out of memory",
+                                                     "Try a smaller batch size or image size, then start again."))
+
+
+def _ended_message(record: dict, why: str, fix: str) -> str:
+    """What a run (or another job) whose process died is told; ``fix`` is a training run's."""
+    if record.get("kind", "train") == "train":
+        return f"The training process ended unexpectedly ({why}). {fix}"
+    return f"The job's process ended unexpectedly ({why}). Start it again."
 
 
 def _worker_environment(record: dict) -> dict | None:

@@ -247,11 +247,15 @@ def run_mistakes(workspace: Workspace, run_id: str, dataset) -> dict[str, str]:
 def build_embedding_map(workspace: Workspace, dataset, backbone: str = "mobilenet_v2", *,
                         image_size: int | None = None, resize: str = DEFAULT_RESIZE, weights: str = "imagenet",
                         method: str = "pca", k: int = 5, min_disagreement: float = 0.6, run_id: str | None = None,
-                        seed: int = 0):
+                        seed: int = 0, reporter=None):
     """The embedding map of ``dataset`` as a pandas DataFrame.
 
     Columns: ``file, label, split, x, y, flagged, reason, neighbour_agreement`` (see ``MAP_COLUMNS``) plus
     ``source`` (original name) and ``path`` (absolute path of the image, for thumbnails).
+
+    ``reporter`` (a ``core.progress.RunReporter``, as in a map job) gets the stages ``features`` (images embedded
+    of images, when they are not cached yet), ``projecting``, ``neighbours`` and ``run mistakes``; Stop ends the
+    work between two of them (or two batches of images) with ``core.progress.StopRequested``.
 
     Raises:
         ConfigError: unknown ``method``, a bad image size, or a run of another dataset.
@@ -261,8 +265,12 @@ def build_embedding_map(workspace: Workspace, dataset, backbone: str = "mobilene
 
     if method not in METHODS:
         raise ConfigError(f"method={method!r} is not one of {', '.join(METHODS)}.")
-    found = load_embeddings(workspace, dataset, backbone, image_size=image_size, resize=resize, weights=weights)
+    _stage(reporter, "features")
+    found = load_embeddings(workspace, dataset, backbone, image_size=image_size, resize=resize, weights=weights,
+                            reporter=reporter)
+    _stage(reporter, "projecting", method=method)
     coords = project_tsne(found.embeddings, seed=seed) if method == "tsne" else project_pca(found.embeddings)
+    _stage(reporter, "neighbours")
     neighbours = find_neighbours(found.embeddings, k)  # once, for both kinds of flag
     flagged, agreement, reasons = flag_mislabelled(found.embeddings, found.labels, k=k,
                                                    min_disagreement=min_disagreement, neighbours=neighbours)
@@ -270,6 +278,7 @@ def build_embedding_map(workspace: Workspace, dataset, backbone: str = "mobilene
     reasons = ["; ".join(filter(None, pair)) for pair in zip(reasons, why, strict=True)]
     flagged = flagged | isolated
     if run_id:
+        _stage(reporter, "run mistakes", run_id=run_id)
         wrong = run_mistakes(workspace, run_id, dataset)
         for i, file in enumerate(found.files):
             if file in wrong:
@@ -280,6 +289,18 @@ def build_embedding_map(workspace: Workspace, dataset, backbone: str = "mobilene
         "flagged": flagged.astype(bool), "reason": reasons, "neighbour_agreement": agreement,
         "source": found.sources, "path": [str(dataset.root / file) for file in found.files],
     })
+
+
+def _stage(reporter, name: str, **fields) -> None:
+    """Enter stage ``name`` of a map job (nothing without a reporter); Stop pressed before it ends the work."""
+    if reporter is None:
+        return
+    if reporter.stop_requested():
+        from core.progress import StopRequested
+
+        reporter.mark_stopped()
+        raise StopRequested()
+    reporter.stage(name, **fields)
 
 
 def embeddings_csv(found: EmbeddingSet) -> bytes:

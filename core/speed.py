@@ -51,6 +51,13 @@ def speed_figures(workspace: Workspace, backbone: str, image_size: int) -> dict[
             for runtime, item in entry.items() if item.get("images_per_s")}
 
 
+def latest_figure(workspace: Workspace, backbone: str, image_size: int) -> SpeedFigure | None:
+    """The figure measured last for ``backbone`` at ``image_size`` (any runtime), or None."""
+    entry = _entries(workspace).get(f"{backbone}@{image_size}", {})
+    runtime = max(entry, key=lambda name: entry[name].get("measured_at") or 0.0, default=None)
+    return speed_figures(workspace, backbone, image_size).get(runtime) if runtime else None
+
+
 def known_speeds(workspace: Workspace) -> dict[str, float]:
     """``{"<backbone>@<size>": images per second}``: the fastest runtime measured so far for each."""
     return {key: max(float(item.get("images_per_s") or 0.0) for item in entry.values())
@@ -94,12 +101,13 @@ def _sample_paths(dataset, limit: int) -> list:
 
 
 def measure_speed(workspace: Workspace, backbone: str, image_size: int, batch_size: int = 16, *, dataset=None,
-                  weights: str = "imagenet", runtime: str | None = None) -> float:
+                  weights: str = "imagenet", runtime: str | None = None, reporter=None) -> float:
     """Time the extractor a run would use on real images of ``dataset``; records and returns images/s.
 
     The runtime is ``runtime`` (``keras``), or by default the one ``plan_for`` picks for the whole dataset
     (a conversion it calls for is made here and kept for the run). Without a dataset, random pixels are
-    timed on Keras.
+    timed on Keras. ``reporter`` (a ``core.progress.RunReporter``, as in a speed job) gets the stages
+    ``preparing`` and ``timing`` (batches timed of batches) and may stop it between batches.
     """
     from core.backbones import get_backbone
     from core.extractors import FastExtractor
@@ -107,6 +115,8 @@ def measure_speed(workspace: Workspace, backbone: str, image_size: int, batch_si
     from core.weights import resolve_weights
 
     spec = get_backbone(backbone)
+    if reporter is not None:
+        reporter.stage("preparing")
     num_images = len(dataset.entries) if dataset is not None else 0
     plan = plan_for(backbone, image_size, weights=weights, num_images=num_images) if dataset is not None else None
     use_litert = plan is not None and plan.runtime == "litert" and runtime != "keras"
@@ -120,14 +130,28 @@ def measure_speed(workspace: Workspace, backbone: str, image_size: int, batch_si
     # Full batches only: another shape would be traced (Keras) or reallocated (LiteRT) inside the timing.
     batches = [batch for batch in batches if len(batch) == len(batches[0])]
     extractor.predict_on_batch(batches[0])  # warm-up: tracing, conversion or allocation is not speed
-    started = time.perf_counter()
-    count = 0
-    for batch in batches[1:] or batches:
-        count += len(extractor.predict_on_batch(batch))
-    speed = count / (time.perf_counter() - started)
+    speed = _time_batches(extractor, batches[1:] or batches, reporter)
     runtime = getattr(extractor, "runtime", "keras")
     record_speed(workspace, backbone, image_size, speed, runtime=runtime, measured_on=measured_on)
     return speed
+
+
+def _time_batches(extractor, batches: list[np.ndarray], reporter=None) -> float:
+    """Images per second of ``extractor`` over ``batches`` (the reporter's bookkeeping is left out of the time)."""
+    if reporter is not None:
+        reporter.stage("timing")
+    count, seconds = 0, 0.0
+    for index, batch in enumerate(batches):
+        started = time.perf_counter()
+        count += len(extractor.predict_on_batch(batch))
+        seconds += time.perf_counter() - started
+        if reporter is not None:
+            reporter.batch(index + 1, len(batches))
+            if reporter.stop_requested():
+                from core.progress import StopRequested
+
+                raise StopRequested()
+    return count / seconds
 
 
 def _measure_batches(dataset, image_size: int, batch_size: int) -> tuple[list[np.ndarray], str]:

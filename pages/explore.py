@@ -21,16 +21,19 @@ dataset = require_dataset()
 st.caption(f"Dataset {views.escape_markdown(dataset.name)} ({dataset.id}): {len(dataset.entries)} images in {len(dataset.classes)} classes.")
 
 settings = views.map_settings(workspace, dataset)
-frame = views.current_map(settings)
+config = views.map_config(settings)
+latest, finished = views.map_jobs(workspace, config)
+frame = views.current_map(workspace, dataset, finished)
 job = health_views.active_job(workspace, dataset)
+drawing = False
 if job is not None:
     health_views.live_job(job["run_id"])
 elif settings["weights"] == "imagenet" and not features_ready(workspace, dataset, settings["backbone"],
                                                                 settings["image_size"]):
     health_views.start_button(dataset, "Compute the image features", key="explore_features",
                               backbone=settings["backbone"], image_size=settings["image_size"])
-elif st.button("Draw the map", type="primary" if frame is None else "secondary"):
-    frame = views.compute_map(workspace, dataset, settings)
+else:
+    drawing = views.render_map_job(latest, config, drawn=frame is not None)
 
 selected: list[str] = []
 if frame is not None:
@@ -39,9 +42,9 @@ if frame is not None:
         st.subheader(f"Selected on the map: {len(selected)}")
         views.render_thumbnails(frame[frame.file.isin(selected)], key="explore_selected_page")
     views.render_flagged(frame)
-elif job is None:
-    st.info("Press **Draw the map**. The image features are computed once, in a background job that also runs "
-            "the health check (**Compute the image features**).")
+elif job is None and not drawing:
+    st.info("Press **Draw the map** (a background job: you can leave the page). The image features are computed "
+            "once, in a background job that also runs the health check (**Compute the image features**).")
 
 health_views.render_review(workspace, dataset)
 

@@ -6,8 +6,9 @@ from core.backbones import get_backbone
 from core.config import PRESETS, TrainConfig
 from core.errors import StudioError
 from core.plan import plan_run
-from core.speed import RUNTIME_NAMES, measure_speed
-from ui import base_views
+from core.speed import RUNTIME_NAMES
+from core.speed_jobs import SpeedConfig
+from ui import base_views, tool_job_views
 from ui import train_views as views
 from ui.jobs import format_seconds, get_manager
 from ui.state import get_run_id, get_workspace, require_dataset
@@ -86,11 +87,9 @@ if estimate.seconds is None:
     left.caption(f"Estimated time: not known yet: {spec.display_name} at {size} px has not been timed here "
                  f"with {runtime}, the runtime this run would use"
                  f"{' (' + escape_markdown(extraction.reason) + ')' if estimate.missing == 'features' else ' for training steps'}.")
-    if right.button("Measure speed"):
-        with st.spinner(f"Timing {spec.display_name} with {runtime} on images of this dataset…"):
-            measure_speed(workspace, backbone, size, dataset=dataset, weights=config.weights,
-                          runtime=None if estimate.missing == "features" else "keras")
-        st.rerun()
+    tool_job_views.measure_speed_control(workspace, SpeedConfig(  # a job: timing never blocks the page
+        dataset.id, backbone, size, weights=config.weights,
+        runtime=None if estimate.missing == "features" else "keras"), container=right)
 else:
     measured = estimate.measured  # the figure the estimate rests on (with the features cached, any measured here)
     conversion = f"; includes converting to LiteRT first (about {estimate.extraction.conversion_estimate_s:.0f} s, " \

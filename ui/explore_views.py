@@ -1,4 +1,5 @@
-"""Widgets of the Explore page: the embedding map, picking images, making a version, downloads."""
+"""Widgets of the Explore page: the embedding map (drawn by a background job), picking images, making a version,
+downloads."""
 
 from __future__ import annotations
 
@@ -11,15 +12,18 @@ from core import runs
 from core.backbones import BACKBONES, get_backbone
 from core.datasets import Dataset
 from core.errors import StudioError
-from core.projection import build_embedding_map, embeddings_csv, embeddings_npz, load_embeddings
+from core.map_jobs import MapConfig, load_map
+from core.projection import embeddings_csv, embeddings_npz, load_embeddings
+from core.tool_jobs import ACTIVE, latest_job, tool_jobs
 from core.versions import create_version, list_versions, repeat_run_config
 from core.weights import weights_available
+from ui import tool_job_views
 from ui.paging import page_of
 from ui.state import set_dataset_id, set_run_id
 from ui.text import escape_markdown
 
 CHOSEN = "explore_chosen"      # session key of the multiselect of images to change
-MAP = "explore_map"            # session key of the computed map {"settings": ..., "frame": DataFrame}
+MAP = "explore_map"            # session key of the map read from a job {"job_id": ..., "frame": DataFrame}
 CHART = "explore_map_chart"    # key of the plotly chart (its selection)
 NOTICE = "explore_notice"
 THUMBNAILS = 24
@@ -64,26 +68,59 @@ def map_settings(workspace, dataset: Dataset) -> dict:
             "method": method, "run_id": run_id}
 
 
-def current_map(settings: dict) -> pd.DataFrame | None:
-    """The map computed for exactly these settings in this session, if any."""
+def map_config(settings: dict) -> MapConfig:
+    """The map job of the chosen settings."""
+    return MapConfig(settings["dataset_id"], settings["backbone"], settings["image_size"], settings["weights"],
+                     settings["method"], settings["run_id"])
+
+
+def map_jobs(workspace, config: MapConfig) -> tuple[dict | None, dict | None]:
+    """``(newest map job of these settings, newest finished one)``, either None."""
+    records = [r for r in tool_jobs(workspace, config.job_kind) if r.get("config", {}).get("dataset_id")
+               == config.dataset_id]
+    return latest_job(workspace, config, records), latest_job(workspace, config,
+                                                              [r for r in records if r.get("status") == "done"])
+
+
+def current_map(workspace, dataset: Dataset, record: dict | None) -> pd.DataFrame | None:
+    """The map finished job ``record`` drew (read once per session and job), or None."""
+    if record is None:
+        return None
     stored = st.session_state.get(MAP)
-    return stored["frame"] if stored and stored["settings"] == settings else None
-
-
-def compute_map(workspace, dataset: Dataset, settings: dict) -> pd.DataFrame | None:
-    """Compute the map under a spinner and remember it; shows the error and returns None on failure."""
-    spec = get_backbone(settings["backbone"])
-    with st.spinner(f"Computing {spec.display_name} embeddings of {len(dataset.entries)} images "
-                    f"(cached after the first time)…"):
-        try:
-            frame = build_embedding_map(workspace, dataset, settings["backbone"], image_size=settings["image_size"],
-                                        weights=settings["weights"], method=settings["method"],
-                                        run_id=settings["run_id"])
-        except StudioError as exc:
-            st.error(escape_markdown(str(exc)))
-            return None
-    st.session_state[MAP] = {"settings": settings, "frame": frame}
+    if stored and stored["job_id"] == record["run_id"]:
+        return stored["frame"]
+    frame = load_map(workspace, record["run_id"], dataset)
+    if frame is not None:
+        st.session_state[MAP] = {"job_id": record["run_id"], "frame": frame}
     return frame
+
+
+MAP_STAGES = {"starting": "Starting", "features": "Computing image features (cached after the first time)",
+              "projecting": "Projecting to 2-D", "neighbours": "Finding each image's nearest neighbours",
+              "run mistakes": "Predicting every image with the chosen run's model", "saving": "Saving the map"}
+
+
+def describe_map(progress: dict) -> tuple[float | None, str]:
+    """The fraction done and what a map job does now, from its ``progress.json``."""
+    stage = progress.get("stage", "starting")
+    label = MAP_STAGES.get(stage, stage)
+    if stage == "features":
+        return tool_job_views.counted(progress, label, "images")
+    if stage == "projecting" and progress.get("method") == "tsne":
+        label = "Projecting to 2-D with t-SNE (the slow part for a big dataset)"
+    return None, f"{label}…"
+
+
+def render_map_job(latest: dict | None, config: MapConfig, *, drawn: bool) -> bool:
+    """The map job of these settings: its progress while active, else *Draw the map* (when not drawn yet) and why
+    the last one did not finish; True while a job is active."""
+    if latest is not None and latest.get("status") in ACTIVE:
+        tool_job_views.live_job(latest["run_id"], describe_map, what="map")
+        return True
+    tool_job_views.show_ending(latest, what="map")
+    if not drawn:
+        tool_job_views.start_button(config, "Draw the map", key="explore_draw", type="primary")
+    return False
 
 
 def map_figure(frame: pd.DataFrame) -> go.Figure:

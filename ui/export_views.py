@@ -1,74 +1,58 @@
-"""The export section of the Runs page: build each format, download it, show its parity check.
+"""The export section of the Runs page: build each format (a background job), download it, show its parity check.
 
-Built files go to ``workspace/tmp/exports/<run_id>/`` (with the parity results in ``parity.json``),
-so a refresh or another session finds them again without rebuilding.
+Build queues an export job (``core/export_jobs.py``) that writes the files under ``workspace/tmp/exports/<run_id>/``
+with the parity results in ``parity.json``; the section shows its progress while it runs and the downloads of the
+files it wrote, also after a refresh or in another session.
 """
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from core import export, runs
-from core.errors import StudioError
-from core.workspace import Workspace, atomic_write_json, read_json
-from ui.text import escape_markdown
+from core.export_jobs import ExportConfig, export_file, latest_export_job, load_parity
+from core.tool_jobs import ACTIVE
+from core.workspace import Workspace
+from ui import tool_job_views
 
 
 @dataclass(frozen=True)
 class ExportFormat:
     key: str          # also the core.export parity format name
     title: str
-    file_suffix: str
     mime: str
+
+    @property
+    def short_title(self) -> str:
+        return self.title.split(" (")[0]
 
 
 EXPORT_FORMATS = (
-    ExportFormat("bundle", "Bundle (.zip: model.keras, labels, model card, predict.py)", "-bundle.zip",
-                 "application/zip"),
-    ExportFormat("tflite", "TFLite float32", ".tflite", "application/octet-stream"),
-    ExportFormat("tflite_dynamic", "TFLite dynamic-range quantized", "-dynamic.tflite", "application/octet-stream"),
-    ExportFormat("savedmodel", "TensorFlow SavedModel (.zip of the folder)", "-savedmodel.zip", "application/zip"),
+    ExportFormat("bundle", "Bundle (.zip: model.keras, labels, model card, predict.py)", "application/zip"),
+    ExportFormat("tflite", "TFLite float32", "application/octet-stream"),
+    ExportFormat("tflite_dynamic", "TFLite dynamic-range quantized", "application/octet-stream"),
+    ExportFormat("savedmodel", "TensorFlow SavedModel (.zip of the folder)", "application/zip"),
 )
 
 _ORDER = {fmt.key: position for position, fmt in enumerate(EXPORT_FORMATS)}
+_TITLES = {fmt.key: fmt.short_title for fmt in EXPORT_FORMATS}
 
 
-def export_dir(workspace: Workspace, run_id: str) -> Path:
-    return workspace.tmp_dir / "exports" / run_id
-
-
-def build_export(workspace: Workspace, run_id: str, fmt: ExportFormat) -> Path:
-    """Write ``fmt`` of the run under the exports folder; returns the downloadable file."""
-    folder = export_dir(workspace, run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{run_id}{fmt.file_suffix}"
-    if fmt.key == "bundle":
-        return export.export_bundle(workspace, run_id, target)
-    if fmt.key in ("tflite", "tflite_dynamic"):
-        quantize = "dynamic" if fmt.key == "tflite_dynamic" else None
-        return export.export_tflite(workspace, run_id, target, quantize=quantize)
-    saved = folder / f"{run_id}-savedmodel"
-    shutil.rmtree(saved, ignore_errors=True)
-    export.export_savedmodel(workspace, run_id, saved)
-    partial = shutil.make_archive(str(folder / f".{run_id}-savedmodel"), "zip", root_dir=saved)
-    Path(partial).replace(target)  # the download never sees a half-written zip
-    shutil.rmtree(saved, ignore_errors=True)
-    return target
-
-
-def record_parity(workspace: Workspace, run_id: str, fmt: ExportFormat) -> dict:
-    """Run the parity check of one format and keep its row in ``parity.json``."""
-    row = export.check_parity(workspace, run_id, formats=(fmt.key,))[fmt.key]
-    path = export_dir(workspace, run_id) / "parity.json"
-    rows = read_json(path, default={}) or {}
-    rows[fmt.key] = row
-    atomic_write_json(path, rows)
-    return row
+def describe_export(progress: dict) -> tuple[float | None, str]:
+    """The fraction done and what an export job does now, from its ``progress.json``."""
+    stage, fmt = progress.get("stage", "starting"), _TITLES.get(progress.get("format"), progress.get("format"))
+    done, of = progress.get("formats_done", 0), progress.get("formats_of") or 1
+    step = f" (format {done + 1} of {of})" if of > 1 else ""
+    if stage == "exporting":
+        return done / of, f"Exporting {fmt}{step}…"
+    if stage == "parity":
+        fraction, text = tool_job_views.counted(progress, f"Checking {fmt} against the in-app model{step}",
+                                                "validation images")
+        return (done + 0.5 + 0.5 * (fraction or 0.0)) / of, text
+    return None, "Starting…"
 
 
 def _tolerance_text(row: dict) -> str:
@@ -79,9 +63,8 @@ def _tolerance_text(row: dict) -> str:
 
 def parity_frame(rows: dict) -> pd.DataFrame:
     """One row per checked format: same class %, max and mean probability difference, tolerance, pass / fail."""
-    titles = {fmt.key: fmt.title.split(" (")[0] for fmt in EXPORT_FORMATS}
     table = [{
-        "format": titles.get(key, key),
+        "format": _TITLES.get(key, key),
         "same class %": round(100 * row["agreement"], 2),
         "max prob diff": row["max_abs_diff"],
         "mean prob diff": row.get("mean_abs_diff"),
@@ -102,24 +85,28 @@ def render_export_section(workspace: Workspace, run_id: str) -> None:
     st.caption("Each export is checked against the in-app model on the validation images: the same class for "
                f"at least {export.MIN_AGREEMENT:.0%} of them; float formats within "
                f"{export.FLOAT_TOLERANCE:g} in probability on every image, the quantized TFLite within "
-               f"{export.QUANTIZED_MEAN_TOLERANCE:g} on average.")
+               f"{export.QUANTIZED_MEAN_TOLERANCE:g} on average. Building runs in the background: you can leave "
+               "the page.")
+    job = latest_export_job(workspace, run_id)
+    active = job is not None and job.get("status") in ACTIVE
+    if active:
+        tool_job_views.live_job(job["run_id"], describe_export, what="export")
+    else:
+        tool_job_views.show_ending(job, what="export")
     for fmt in EXPORT_FORMATS:
-        target = export_dir(workspace, run_id) / f"{run_id}{fmt.file_suffix}"
+        target = export_file(workspace, run_id, fmt.key)
         name, build, download = st.columns([3, 1, 1])
         name.write(fmt.title)
-        if build.button("Rebuild" if target.exists() else "Build", key=f"export_build_{fmt.key}_{run_id}"):
-            try:
-                with st.spinner(f"Building {fmt.title.split(' (')[0]} and checking parity…"):
-                    target = build_export(workspace, run_id, fmt)
-                    record_parity(workspace, run_id, fmt)
-            except StudioError as exc:
-                st.error(escape_markdown(str(exc)))
-            else:
-                st.rerun()  # redraw with the download button, "Rebuild" and the new parity row
-        if target.exists():
+        if not active:
+            tool_job_views.start_button(ExportConfig(run_id, (fmt.key,)), "Rebuild" if target.exists() else "Build",
+                                        key=f"export_build_{fmt.key}_{run_id}", container=build)
+        if target.exists():  # the file the job wrote (replaced whole when rebuilt), read only when clicked
             download.download_button("Download", target.read_bytes, file_name=target.name, mime=fmt.mime,
                                      key=f"export_download_{fmt.key}_{run_id}", on_click="ignore")
-    rows = read_json(export_dir(workspace, run_id) / "parity.json", default={}) or {}
+    if not active:
+        tool_job_views.start_button(ExportConfig(run_id, tuple(_ORDER)), "Build all formats",
+                                    key=f"export_build_all_{run_id}")
+    rows = load_parity(workspace, run_id)
     if rows:
         st.markdown("**Parity with the in-app model**")
         st.dataframe(parity_frame(rows), hide_index=True, width="stretch")

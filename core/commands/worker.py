@@ -14,8 +14,9 @@ from core.workspace import Workspace
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("worker", help="(internal) run one queued job (training or health check) in this "
-                                                  "process; --join N: serve as worker N of the server's runs")
+    parser = subparsers.add_parser("worker", help="(internal) run one queued job (training, health check, export, "
+                                                  "speed, embedding map) in this process; --join N: serve as "
+                                                  "worker N of the server's runs")
     parser.add_argument("run_id", nargs="?")
     parser.add_argument("--workspace", default=None)
     parser.add_argument("--parent-pid", type=int, default=None)
@@ -50,10 +51,16 @@ def run(args) -> int:
         from core.training import train_as_worker
 
         return train_as_worker(workspace, record, args.as_worker)
+    from core.tool_jobs import TOOL_KINDS
+
     if record.get("kind") == "health":
         from core.health_jobs import execute_health_job
 
         record = execute_health_job(workspace, args.run_id)
+    elif record.get("kind") in TOOL_KINDS:  # export, speed, embedding-map
+        from core.tool_jobs import execute_tool_job
+
+        record = execute_tool_job(workspace, args.run_id)
     else:
         if record.get("config", {}).get("distribution") == "multi-worker":
             from core.distribute import multi_worker_strategy

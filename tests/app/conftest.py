@@ -87,3 +87,31 @@ def through_app_py(monkeypatch):
         PagesManager.uses_pages_directory = False
 
     monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+@pytest.fixture
+def jobs_in_process(monkeypatch):
+    """Export, speed and map jobs run at once, in this process, when a page queues them (no worker process): the
+    page's next run finds them finished. Training and health jobs still start worker processes."""
+    from core import jobs, runs
+    from core.tool_jobs import execute_tool_job, is_tool_job
+
+    launch = jobs.JobManager._launch
+
+    def run_here(self, record):
+        if not is_tool_job(record):
+            return launch(self, record)
+        workspace = Workspace.open(record["_root"])
+        if not runs.transition_run(workspace, record["run_id"], ("queued",), status="running",
+                                   started_at=time.time()):
+            return False
+        execute_tool_job(workspace, record["run_id"])
+        return True
+
+    monkeypatch.setattr(jobs.JobManager, "_launch", run_here)
+    before = set(jobs._MANAGERS)
+    yield
+    for root in set(jobs._MANAGERS) - before:
+        manager = jobs._MANAGERS.pop(root, None)
+        if manager is not None:
+            manager.shutdown()

@@ -47,15 +47,48 @@ def test_a_tiny_run_shows_curves_and_finishes(sample_dataset):
     assert any(f"images/s with {name}" in captions for name in RUNTIME_NAMES.values())
 
 
-def test_measure_speed_times_this_dataset_on_the_runtime_the_run_would_use(sample_dataset):
+def test_measure_speed_times_this_dataset_on_the_runtime_the_run_would_use(app_workspace, sample_dataset,
+                                                                           jobs_in_process):
+    from core import runs
+    from core.tool_jobs import load_result
+
     at = open_page("train", dataset=sample_dataset.id)
     _configure(at, epochs=3)
     captions = " | ".join(c.value for c in at.caption)
     assert "not known yet" in captions and "with Keras (TensorFlow)" in captions
     next(b for b in at.button if b.label == "Measure speed").click()
     at.run(timeout=300)
+    assert not at.exception, [e.value for e in at.exception]
     captions = " | ".join(c.value for c in at.caption)
     assert "images/s with Keras (TensorFlow) here on 48 images of" in captions  # 64 sampled, 16 warm up
+    job = runs.list_runs(app_workspace, kind="speed")[0]  # timed by a job, off the page's thread
+    assert job["status"] == "done" and load_result(app_workspace, job["run_id"])["runtime"] == "keras"
+
+
+def test_a_running_speed_measurement_shows_its_progress_in_place_of_the_button(app_workspace, sample_dataset):
+    import os
+
+    from core import runs
+    from core.jobs import process_start_time
+    from core.speed_jobs import SpeedConfig
+    from core.workspace import atomic_write_json
+
+    at = open_page("train", dataset=sample_dataset.id)
+    _configure(at, epochs=3)
+    workspace = app_workspace
+    config = SpeedConfig(sample_dataset.id, "mobilenet_v2", 96, weights="none")  # as the page would queue it
+    job_id = runs.create_run(workspace, config, classes=sample_dataset.classes, status="running",
+                             run_id=runs.new_run_id("speed"), pid=os.getpid(),
+                             pid_started=process_start_time(os.getpid()))
+    atomic_write_json(runs.run_dir(workspace, job_id) / "progress.json", {"stage": "timing", "batch": 1, "of": 3})
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [b for b in at.button if b.label == "Measure speed"]
+    assert "Timing batches of this dataset's images: 1 of 3 batches" in at.get("progress")[0].proto.text
+    runs.update_run(workspace, job_id, status="failed", error="No images could be read for timing.")
+    at.run()
+    assert [b for b in at.button if b.label == "Measure speed"]  # the job ended: the button is back, with why
+    assert "No images could be read for timing\\." in _texts(at)
 
 
 def test_stop_ends_a_running_job(sample_dataset):
