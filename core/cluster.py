@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ConfigError
+from core.run_state import RESULT_STATUSES, RunStatus
 from core.workspace import Workspace, read_json
 
 WORKERS_ENV = "TRANSFER_STUDIO_WORKERS"
@@ -164,7 +165,7 @@ def train_as_worker(workspace: Workspace, record: dict, index: int) -> int:
         result = train_model(config, here)
     print(f"worker {index} of {len(workers)} for run {record['run_id']}: {result['status']} "
           f"{result.get('error') or ''}".strip(), flush=True)
-    return 0 if result["status"] in ("done", "stopped") else 1
+    return 0 if result["status"] in RESULT_STATUSES else 1
 
 
 def serve_as_worker(workspace: Workspace, index: int, *, once: bool = False) -> int:
@@ -187,7 +188,7 @@ def serve_as_worker(workspace: Workspace, index: int, *, once: bool = False) -> 
     since = time.time()
     while True:
         for record in runs.list_runs(workspace):
-            if record["run_id"] in joined or record.get("status") != "running" \
+            if record["run_id"] in joined or record.get("status") != RunStatus.RUNNING \
                     or record.get("config", {}).get("distribution") != "multi-worker" \
                     or (record.get("started_at") or 0) < since - 60:
                 continue

@@ -18,6 +18,7 @@ import numpy as np
 
 from core.backbones import BACKBONES, BackboneSpec
 from core.errors import ConfigError, RunError
+from core.run_state import RunStatus
 from core.weights import ResolvedWeights
 
 
@@ -105,7 +106,7 @@ def train_continued(workspace, source_run: str, dataset_id: str, *, on_epoch=Non
 
     config, fields = continue_config(workspace, source_run, dataset_id, **settings)
     classes = load_dataset(workspace, config.dataset_id).classes
-    run_id = runs.create_run(workspace, config, classes=classes, status="running", pid=os.getpid(),
+    run_id = runs.create_run(workspace, config, classes=classes, status=RunStatus.RUNNING, pid=os.getpid(),
                              pid_started=process_start_time(os.getpid()), **fields)
     return execute_run(workspace, run_id, on_epoch=on_epoch)
 

@@ -6,6 +6,7 @@ from core import runs
 from core.continuation import accuracy_before
 from core.errors import StudioError
 from core.report import run_report
+from core.run_state import ACTIVE_STATUSES, RunStatus
 from ui.charts import curves_figure
 from ui.export_views import render_export_section
 from ui.import_views import render_import_box
@@ -67,7 +68,7 @@ if has_model:
                             file_name=f"{run_id}-report.html", mime="text/html", on_click="ignore",
                             key="runs_report", help="The model card as one web page: curves, confusion matrix, "
                                                     "per-class table, data and the honest headline.")
-if record["status"] in ("queued", "running"):
+if record["status"] in ACTIVE_STATUSES:
     if cols[3].button(STOP_LABEL, disabled=runs.stop_requested(runs.run_dir(workspace, run_id))):
         manager.stop(run_id)
         st.rerun()
@@ -93,12 +94,12 @@ elif cols[3].button("Delete"):
     st.session_state["confirm_delete"] = run_id
     st.rerun()
 
-if record["status"] == "running" and runs.stop_requested(runs.run_dir(workspace, run_id)):
+if record["status"] == RunStatus.RUNNING and runs.stop_requested(runs.run_dir(workspace, run_id)):
     st.info(STOPPING)
 if record.get("error"):
-    (st.warning if record["status"] == "stopped" else st.error)(escape_markdown(record["error"]))
+    (st.warning if record["status"] == RunStatus.STOPPED else st.error)(escape_markdown(record["error"]))
 with st.expander("Run record"):
     st.json(record)
 
-if record["status"] not in ("queued", "running"):
+if record["status"] not in ACTIVE_STATUSES:
     render_export_section(workspace, run_id)

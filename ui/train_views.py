@@ -11,6 +11,7 @@ from core.config import DEFAULT_RESIZE, HEAD_MODES, PRESETS, STRATEGIES
 from core.continuation import accuracy_before, format_before
 from core.errors import StudioError
 from core.roles import format_headline
+from core.run_state import ACTIVE_STATUSES, RunSnapshot, RunStatus
 from core.speed import RUNTIME_NAMES, expected_speed
 from core.weights import weights_available
 from ui.jobs import format_seconds, get_manager
@@ -35,7 +36,7 @@ DEFAULTS = {"head": "auto", "epochs": 10, "fine_tune_epochs": 10, "batch_size": 
 # Train page draws no settings while a run is live, other pages draw none, so a second Start trained with other
 # settings than those chosen. "session" keeps each widget's value while it is not drawn, across pages too.
 KEEP = "session"
-ACTIVE = ("queued", "running")
+ACTIVE = ACTIVE_STATUSES  # queued or training: the live view polls it and offers Stop
 LIVE_POLL_S = 1.0
 STOP_LABEL = "Stop training"
 STOPPING = "Stopping… the run ends after the current batch and keeps the best model so far."
@@ -165,7 +166,7 @@ def live_run(run_id: str) -> None:
     only when one changed, once for every tab watching it. A finished run is drawn once, with no polling at all.
     """
     run = look_at_run(run_id)
-    if run is not None and run.status in ACTIVE:
+    if run is not None and run.is_active:
         hide_script_stop()
         st.fragment(_live_view, run_every=LIVE_POLL_S)(run_id)
     else:
@@ -178,8 +179,7 @@ def look_at_run(run_id: str) -> LiveRun | None:
         folder = runs.run_dir(get_workspace(), run_id)
     except StudioError:  # a malformed id (typed into the URL)
         return None
-    run = live_runs().look(folder)
-    return None if run.record is None else run
+    return live_runs().look(folder)
 
 
 def hide_script_stop() -> None:
@@ -193,13 +193,12 @@ def _live_view(run_id: str) -> None:
     if run is None:
         st.warning(f"Run {run_id} no longer exists.")
         return
-    record, status = run.record, run.status
     was_active = st.session_state.get(f"live_active_{run_id}")
-    st.session_state[f"live_active_{run_id}"] = status in ACTIVE
-    if was_active and status not in ACTIVE:
+    st.session_state[f"live_active_{run_id}"] = run.is_active
+    if was_active and not run.is_active:
         st.rerun(scope="app")  # the run ended: a full run draws it once more, without polling
-    render_status(run_id, record, run.progress, run.folder)
-    render_start(record)
+    render_status(run_id, run, run.folder)
+    render_start(run.record)
     if run.history:
         full = st.toggle("Full range (accuracy 0 to 1, loss from 0)", key=f"full_range_{run_id}")
         loss, accuracy = live_runs().curves(run, full_range=full)
@@ -241,50 +240,52 @@ def render_start(record: dict) -> None:
     st.caption(escape_markdown(f"Continues run {continued['run_id']}: {measured}."))
 
 
-def render_status(run_id: str, record: dict, progress: dict, folder=None) -> None:
+def render_status(run_id: str, run: RunSnapshot, folder=None) -> None:
     """What the run is doing (queue position, progress and ETA, result or error) and, while it is live, its Stop.
     ``folder``: the run's folder, when the caller has it (a live view polls this every second)."""
-    status = record["status"]
-    stopping = status in ACTIVE and runs.stop_requested(folder or runs.run_dir(get_workspace(), run_id))
-    if status == "queued":
+    status, record = run.status, run.record
+    stopping = run.is_active and runs.stop_requested(folder or runs.run_dir(get_workspace(), run_id))
+    if status == RunStatus.QUEUED:
         manager = get_manager()
         running, queued = manager.server_counts()
         st.info(f"Waiting in the queue: position {manager.queue_position(run_id) or '?'} of {queued} "
                 f"({running} running, at most {manager.max_jobs} at once).")
-    elif status == "running" and stopping:
+    elif status == RunStatus.RUNNING and stopping:
         st.info(STOPPING)
-    elif status == "running":
-        stage = progress.get("stage", "starting")
-        batch, of = progress.get("batch"), progress.get("of")
-        label = {"features": "Computing image features (once per dataset and backbone)"}.get(stage, stage)
-        if stage.startswith("phase"):
-            label = f"{stage}: epoch {progress.get('epoch', 1)} of {progress.get('total_epochs', '?')}"
-        if batch and of:
-            st.progress(min(batch / of, 1.0), text=f"{label}: batch {batch} of {of}, ETA "
-                                                   f"{format_seconds(progress.get('eta'))}")
-        else:
-            st.progress(0.0, text=f"{label}…")
-    elif status == "done" and record.get("imported_from"):
+    elif status == RunStatus.RUNNING:
+        render_position(run)
+    elif status == RunStatus.DONE and record.get("imported_from"):
         st.success("Imported model, ready: evaluate it on a dataset, use it in Predict, or export it on the Runs "
                    "page, or continue it on a dataset with the same classes: *Start from → Continue one of my runs* on the Train page "
                    "(`python -m core train DATASET --continue RUN_ID`).")
-    elif status == "done":
+    elif status == RunStatus.DONE:
         st.success(f"Finished in {format_seconds(record['timings'].get('total_s'))}: accuracy "
                    f"{format_headline(record.get('headline'))}.")
         render_honesty(record)
         st.caption(escape_markdown(f"Weights: {record.get('weights')}. Model: {record.get('model_path')}"))
         if record.get("extraction"):
             st.caption(escape_markdown(extraction_line(record["extraction"], record.get("timings") or {})))
-    elif status == "stopped":
-        st.warning(f"Stopped. {escape_markdown(record.get('error') or 'The best model so far was kept.')}")
+    elif status == RunStatus.STOPPED:
+        st.warning(f"Stopped. {escape_markdown(run.error or 'The best model so far was kept.')}")
     else:
-        st.error(f"Run {status}: {escape_markdown(record.get('error'))}")
-        if record.get("error_details"):
+        st.error(f"Run {record.get('status')}: {escape_markdown(run.error)}")
+        if run.error_details:
             with st.expander("Details"):
-                st.code(record["error_details"])
-    if status in ACTIVE:
+                st.code(run.error_details)
+    if run.is_active:
         st.button(STOP_LABEL, key=f"stop_{run_id}", type="secondary", disabled=stopping, on_click=_stop,
                   args=(run_id,), help="Ends the run after the current batch and keeps the best model so far.")
+
+
+def render_position(run: RunSnapshot) -> None:
+    """A training run's stage, and within it the epoch, the batch and the ETA of the whole run."""
+    label = {"features": "Computing image features (once per dataset and backbone)"}.get(run.stage, run.stage)
+    if run.in_phase:
+        label = f"{run.stage}: epoch {run.epoch or 1} of {run.total_epochs or '?'}"
+    if run.fraction is not None:
+        st.progress(run.fraction, text=f"{label}: batch {run.batch} of {run.of}, ETA {format_seconds(run.eta)}")
+    else:
+        st.progress(0.0, text=f"{label}…")
 
 
 def _stop(run_id: str) -> None:

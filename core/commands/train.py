@@ -8,6 +8,7 @@ from pathlib import Path
 
 from core.config import DEFAULT_RESIZE, DISTRIBUTION_MODES, INPUT_SCALINGS, STRATEGIES, TrainConfig
 from core.errors import ConfigError, StudioError
+from core.run_state import RunStatus
 from core.workspace import Workspace
 
 
@@ -99,7 +100,7 @@ def run(args) -> int:
                "features_runtime": record["timings"].get("features_runtime"),
                "conversion_s": record["timings"].get("conversion_s", 0.0),
                "total_s": round(time.perf_counter() - started, 3)}
-    if record["status"] == "failed":
+    if record["status"] == RunStatus.FAILED:
         raise StudioError(record["error"])
     if args.json:
         print(json.dumps({"run_id": record["run_id"], "status": record["status"],
@@ -169,7 +170,7 @@ def _run_as_worker(args, config, workspace, task, started) -> int:
     multi_worker_strategy()  # before any other TensorFlow work in this process
     with worker_workspace(workspace, config.dataset_id, task) as here:
         record = train_model(config, here, on_epoch=_print_epoch if task.is_chief else None)
-    if record["status"] == "failed":
+    if record["status"] == RunStatus.FAILED:
         raise StudioError(record["error"])
     if not task.is_chief:
         print(f"worker {task.index} of {len(task.workers)} {record['status']} "
