@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import runs
 from core.backbones import BACKBONES
-from core.config import DEFAULT_RESIZE, HEAD_MODES, PRESETS, STRATEGIES
+from core.config import PRESETS, SETTINGS
 from core.continuation import accuracy_before, format_before
 from core.errors import StudioError
 from core.roles import format_headline
@@ -28,10 +28,13 @@ STRATEGY_HELP = {
     "from-scratch": "Start from random weights and train the whole network. The baseline that shows what transfer "
                     "learning buys you: expect it to do much worse on small datasets.",
 }
-DEFAULTS = {"head": "auto", "epochs": 10, "fine_tune_epochs": 10, "batch_size": 32, "learning_rate": None,
-            "fine_tune_learning_rate": 1e-4, "dropout": 0.2, "hidden_units": 0, "augment": False,
-            "class_weights": "auto", "early_stopping_patience": 5, "seed": 0, "weights": "imagenet",
-            "distribution": "auto", "resize": DEFAULT_RESIZE}
+# The settings of the Advanced expander; their defaults, choices, ranges and help are TrainConfig's (SETTINGS).
+ADVANCED = ("head", "epochs", "fine_tune_epochs", "batch_size", "learning_rate", "fine_tune_learning_rate", "dropout",
+            "hidden_units", "augment", "class_weights", "early_stopping_patience", "seed", "weights", "distribution",
+            "resize")
+DEFAULTS = {name: SETTINGS[name].default for name in ADVANCED}
+# Set by the "Train on N workers" box (shown only when the server lists workers), not offered in the Devices list.
+PAGE_SET_DISTRIBUTIONS = ("multi-worker",)
 # persist_state of every Train setting. Streamlit drops the state of a widget that a script run does not draw: the
 # Train page draws no settings while a run is live, other pages draw none, so a second Start trained with other
 # settings than those chosen. "session" keeps each widget's value while it is not drawn, across pages too.
@@ -79,9 +82,28 @@ def apply_preset() -> None:
 
 
 def init_settings() -> None:
-    for key, value in DEFAULTS.items():
+    for key, value in {**DEFAULTS, "strategy": SETTINGS["strategy"].default,
+                       "backbone": SETTINGS["backbone"].default}.items():
         st.session_state.setdefault(f"train_{key}", value)
-    st.session_state.setdefault("train_strategy", "feature-extraction")
+
+
+def setting_help(name: str, note: str = "") -> str:
+    """The help of TrainConfig's field ``name`` with its default, as a sentence, and the page's ``note``."""
+    described = SETTINGS[name].describe()
+    return f"{described[0].upper()}{described[1:]}.{' ' + note if note else ''}"
+
+
+def choice_box(column, name: str, label: str, options=None):
+    """A selectbox of TrainConfig's field ``name``: its declared choices (or ``options``), its help."""
+    return column.selectbox(label, list(options or SETTINGS[name].choices), key=f"train_{name}",
+                            persist_state=KEEP, help=setting_help(name))
+
+
+def number_box(column, name: str, label: str, **options):
+    """A number input of TrainConfig's field ``name``, bounded by its declared range, with its help."""
+    low, high = SETTINGS[name].range
+    return column.number_input(label, low, high, key=f"train_{name}", persist_state=KEEP, help=setting_help(name),
+                               **options)
 
 
 def render_advanced(spec) -> dict:
@@ -92,38 +114,28 @@ def render_advanced(spec) -> dict:
         s["train_image_size"] = spec.default_size
     with st.expander("Advanced settings"):
         a, b, c = st.columns(3)
-        a.selectbox("Input size (px)", sizes, key="train_image_size", persist_state=KEEP)
-        a.selectbox("Resize", ["crop", "squash", "pad"], key="train_resize", persist_state=KEEP,
-                    help="crop: centre square, as ImageNet models were trained (the default); squash: stretch to "
-                         "a square (keeps the edges of long images); pad: letterbox with black bars")
-        a.number_input("Batch size", 1, 512, key="train_batch_size", persist_state=KEEP)
-        a.selectbox("Head", HEAD_MODES, key="train_head", persist_state=KEEP,
-                    help="auto: cross-validation on the cached features picks among linear heads of several "
-                         "regularization strengths and a hidden-layer head; linear / mlp: choose within one "
-                         "family; keras: train the head below with Keras for the epochs and learning rate set here")
-        b.number_input("Epochs (phase 1, Keras)", 1, 500, key="train_epochs", persist_state=KEEP,
-                       help="Used when phase 1 trains with Keras: the keras head, augmentation, or from scratch")
-        b.number_input("Fine-tuning epochs", 0, 500, key="train_fine_tune_epochs", persist_state=KEEP)
-        b.number_input("Layers to unfreeze (0 = all)", 0, 2000, value=0, key=f"train_fine_tune_layers_{spec.name}",
-                       persist_state=KEEP,
-                       help="Top layers of the network trained in fine-tuning; 0 unfreezes the whole network. "
-                            "BatchNorm layers always stay frozen.")
-        c.number_input("Learning rate (empty: automatic)", 1e-6, 1.0, format="%.5f", key="train_learning_rate",
-                       persist_state=KEEP, placeholder="automatic", help="Peak of a cosine schedule; empty: 0.001")
-        c.number_input("Fine-tuning learning rate", 1e-8, 1e-2, format="%.7f", key="train_fine_tune_learning_rate",
-                       persist_state=KEEP)
-        c.slider("Dropout", 0.0, 0.9, key="train_dropout", persist_state=KEEP)
-        a.number_input("Hidden units in the head (0 = none)", 0, 4096, key="train_hidden_units",
-                       persist_state=KEEP)
-        b.checkbox("Augment training images", key="train_augment", persist_state=KEEP,
-                   help="Random flips, rotation, zoom, shifts and contrast; slower (no feature cache)")
-        b.selectbox("Class weights", ["auto", "on", "off"], key="train_class_weights", persist_state=KEEP)
-        c.number_input("Early stopping patience (0 = off)", 0, 100, key="train_early_stopping_patience",
-                       persist_state=KEEP)
-        c.number_input("Seed", 0, 2**31 - 1, key="train_seed", persist_state=KEEP)
-        a.selectbox("Weights", ["imagenet", "none"], key="train_weights", persist_state=KEEP)
-        b.selectbox("Devices", ["auto", "default", "mirrored"], key="train_distribution", persist_state=KEEP,
-                    help="auto uses every GPU when there are several")
+        a.selectbox("Input size (px)", sizes, key="train_image_size", persist_state=KEEP,
+                    help="The sizes this backbone has weights for.")
+        choice_box(a, "resize", "Resize")
+        number_box(a, "batch_size", "Batch size")
+        choice_box(a, "head", "Head")
+        number_box(b, "epochs", "Epochs (phase 1, Keras)")
+        number_box(b, "fine_tune_epochs", "Fine-tuning epochs")
+        b.number_input("Layers to unfreeze (0 = all)", 0, SETTINGS["fine_tune_layers"].range[1], value=0,
+                       key=f"train_fine_tune_layers_{spec.name}", persist_state=KEEP,
+                       help=setting_help("fine_tune_layers", "0 here: the whole backbone."))
+        number_box(c, "learning_rate", "Learning rate (empty: automatic)", format="%.5f", placeholder="automatic")
+        number_box(c, "fine_tune_learning_rate", "Fine-tuning learning rate", format="%.7f")
+        low, high = SETTINGS["dropout"].range
+        c.slider("Dropout", low, high, key="train_dropout", persist_state=KEEP, help=setting_help("dropout"))
+        number_box(a, "hidden_units", "Hidden units in the head (0 = none)")
+        b.checkbox("Augment training images", key="train_augment", persist_state=KEEP, help=setting_help("augment"))
+        choice_box(b, "class_weights", "Class weights")
+        number_box(c, "early_stopping_patience", "Early stopping patience (0 = off)")
+        number_box(c, "seed", "Seed")
+        choice_box(a, "weights", "Weights")
+        choice_box(b, "distribution", "Devices", [mode for mode in SETTINGS["distribution"].choices
+                                                  if mode not in PAGE_SET_DISTRIBUTIONS])
     keys = [key for key in DEFAULTS] + ["image_size"]
     values = {key: s[f"train_{key}"] for key in keys}
     values["fine_tune_layers"] = int(s[f"train_fine_tune_layers_{spec.name}"]) or None
@@ -153,7 +165,8 @@ def workers_option() -> str | None:
 
 
 def strategy_picker() -> str:
-    strategy = st.radio("Strategy", STRATEGIES, key="train_strategy", persist_state=KEEP, horizontal=True)
+    strategy = st.radio("Strategy", SETTINGS["strategy"].choices, key="train_strategy", persist_state=KEEP,
+                        horizontal=True)
     st.caption(STRATEGY_HELP[strategy])
     return strategy
 
