@@ -11,7 +11,7 @@ from core.config import PRESETS, SETTINGS
 from core.continuation import accuracy_before, format_before
 from core.errors import StudioError
 from core.roles import format_headline
-from core.run_state import ACTIVE_STATUSES, RunSnapshot, RunStatus
+from core.run_state import RunSnapshot, RunStatus
 from core.speed import RUNTIME_NAMES, expected_speed
 from core.weights import weights_available
 from ui.jobs import format_seconds, get_manager
@@ -39,11 +39,9 @@ PAGE_SET_DISTRIBUTIONS = ("multi-worker",)
 # Train page draws no settings while a run is live, other pages draw none, so a second Start trained with other
 # settings than those chosen. "session" keeps each widget's value while it is not drawn, across pages too.
 KEEP = "session"
-ACTIVE = ACTIVE_STATUSES  # queued or training: the live view polls it and offers Stop
 LIVE_POLL_S = 1.0
 STOP_LABEL = "Stop training"
 STOPPING = "Stopping… the run ends after the current batch and keeps the best model so far."
-
 
 
 def backbone_table(workspace, num_images: int = 0) -> pd.DataFrame:

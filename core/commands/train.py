@@ -57,10 +57,7 @@ def run(args) -> int:
         ingest_s = time.perf_counter() - started
     else:
         load_dataset(workspace, dataset_id)  # a wrong id fails fast, before TensorFlow loads
-    based = _base_settings(workspace, args)
-    given = {name: getattr(args, name) for name, setting in SETTINGS.items()
-             if setting.flag is not None and name not in BASE_FIELDS}
-    config = TrainConfig(dataset_id=dataset_id, **{**given, **based})
+    config = _config(workspace, args, dataset_id)
     if task:
         return _run_as_worker(args, config, workspace, task, started)
     if args.continue_run:
@@ -73,7 +70,6 @@ def run(args) -> int:
         from core.training import train_model
 
         record = train_model(config, workspace, on_epoch=_print_epoch)
-    before = ((record.get("continued_from") or {}).get("before") or {}).get("accuracy")
     timings = {"ingest_s": round(ingest_s, 3), "build_s": record["timings"].get("build_s", 0.0),
                "features_s": record["timings"].get("features_s", 0.0),
                "train_s": record["timings"].get("train_s", 0.0),
@@ -82,6 +78,21 @@ def run(args) -> int:
                "total_s": round(time.perf_counter() - started, 3)}
     if record["status"] == RunStatus.FAILED:
         raise StudioError(record["error"])
+    _print_result(args, record, timings)
+    return 0
+
+
+def _config(workspace, args, dataset_id: str) -> TrainConfig:
+    """The run's TrainConfig: each option as given, those of ``--base-model`` resolved from its base."""
+    based = _base_settings(workspace, args)
+    given = {name: getattr(args, name) for name, setting in SETTINGS.items()
+             if setting.flag is not None and name not in BASE_FIELDS}
+    return TrainConfig(dataset_id=dataset_id, **{**given, **based})
+
+
+def _print_result(args, record: dict, timings: dict) -> None:
+    """The run's result: one JSON object with ``--json``, else a line or three for people."""
+    before = ((record.get("continued_from") or {}).get("before") or {}).get("accuracy")
     if args.json:
         print(json.dumps({"run_id": record["run_id"], "status": record["status"],
                           "val_accuracy": record.get("best_val_accuracy"), "val_loss": record.get("val_loss"),
@@ -100,7 +111,6 @@ def run(args) -> int:
             print(f"base: {record['base']['description']}")
         print(f"run {record['run_id']} {record['status']}: accuracy {format_headline(record.get('headline'))} "
               f"model={record.get('model_path')} ({timings['total_s']:.1f} s)")
-    return 0
 
 
 def _base_settings(args_workspace, args) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from core.speed import RUNTIME_NAMES
 from tests.app.conftest import open_page, rerun_until
 
@@ -190,3 +192,29 @@ def test_stop_before_the_first_fine_tune_batch_says_stopping_at_once(sample_data
     assert any(i.value.startswith("Stopping") for i in at.info), _texts(at)
     assert not at.get("progress")  # no line that still reads as training on
     assert runs.stop_requested(runs.run_dir(workspace, run_id))
+
+
+def test_the_settings_offer_exactly_what_train_config_declares(sample_dataset):
+    """Defaults, choices and ranges of the Advanced settings are TrainConfig's (``core.config.SETTINGS``)."""
+    from core.config import SETTINGS
+    from ui.train_views import DEFAULTS, PAGE_SET_DISTRIBUTIONS
+
+    at = open_page("train", dataset=sample_dataset.id)
+    assert not at.exception, [e.value for e in at.exception]
+    for name in ("resize", "head", "class_weights", "weights"):
+        assert tuple(at.selectbox(key=f"train_{name}").options) == SETTINGS[name].choices, name
+    devices = tuple(at.selectbox(key="train_distribution").options)
+    assert devices == tuple(m for m in SETTINGS["distribution"].choices if m not in PAGE_SET_DISTRIBUTIONS)
+    assert tuple(at.radio(key="train_strategy").options) == SETTINGS["strategy"].choices
+    for name in ("batch_size", "epochs", "fine_tune_epochs", "learning_rate", "fine_tune_learning_rate",
+                 "hidden_units", "early_stopping_patience", "seed"):
+        widget = at.number_input(key=f"train_{name}")
+        assert (widget.proto.min, widget.proto.max) == pytest.approx(SETTINGS[name].range), name
+    dropout = at.slider(key="train_dropout")
+    assert (dropout.proto.min, dropout.proto.max) == pytest.approx(SETTINGS["dropout"].range)
+    layers = at.number_input(key="train_fine_tune_layers_mobilenet_v2")
+    assert layers.proto.max == SETTINGS["fine_tune_layers"].range[1] and layers.value == 0  # 0 here: all
+    assert DEFAULTS == {name: SETTINGS[name].default for name in DEFAULTS}
+    shown = {name: at.session_state[f"train_{name}"] for name in (*DEFAULTS, "strategy", "backbone")}
+    assert shown == {name: SETTINGS[name].default for name in shown}
+    assert SETTINGS["batch_size"].help[1:] in at.number_input(key="train_batch_size").proto.help
