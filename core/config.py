@@ -23,6 +23,7 @@ INPUT_SCALINGS = ("auto", "raw", "unit", "symmetric", "caffe")
 # A base model is kept (frozen, or fine-tuned), never replaced by random weights.
 BASE_STRATEGIES = tuple(strategy for strategy in STRATEGIES if strategy != "from-scratch")
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are unsigned 32-bit
+AUTO_LEARNING_RATE = 1e-3  # a Keras first phase's peak learning rate when none is given
 
 # Presets the Train page offers; each is a partial TrainConfig.
 # Every preset lets cross-validation choose the head on cached embeddings (``head="auto"``).
@@ -83,7 +84,7 @@ class TrainConfig:
                                                 "always stay frozen)")
     batch_size: int = setting(32, range=(1, 4096), help="images per batch (across workers the global batch, split "
                               "evenly over them)")
-    learning_rate: float | None = setting(None, range=(1e-8, 1.0), metavar="LR", unset="1e-3",
+    learning_rate: float | None = setting(None, range=(1e-8, 1.0), metavar="LR", unset=f"{AUTO_LEARNING_RATE:g}",
                                           help="peak learning rate of a Keras first phase (cosine decay)")
     fine_tune_learning_rate: float = setting(1e-4, range=(1e-9, 1.0), help="peak learning rate of fine-tuning (one "
                                              "epoch of warm-up, then cosine decay); low, so the pretrained features "
@@ -124,7 +125,7 @@ class TrainConfig:
     @property
     def effective_learning_rate(self) -> float:
         """The first phase's peak learning rate, with ``None`` resolved (1e-3, decayed by a cosine schedule)."""
-        return self.learning_rate if self.learning_rate is not None else 1e-3
+        return self.learning_rate if self.learning_rate is not None else AUTO_LEARNING_RATE
 
     @property
     def needs_selection(self) -> bool:
