@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ConfigError
+from core.run_state import RunStatus
 from core.workspace import Workspace, read_json
 
 WORKERS_ENV = "TRANSFER_STUDIO_WORKERS"
@@ -166,7 +167,7 @@ def serve_as_worker(workspace: Workspace, index: int, *, once: bool = False) -> 
     since = time.time()
     while True:
         for record in runs.list_runs(workspace):
-            if record["run_id"] in joined or record.get("status") != "running" \
+            if record["run_id"] in joined or record.get("status") != RunStatus.RUNNING \
                     or record.get("config", {}).get("distribution") != "multi-worker" \
                     or (record.get("started_at") or 0) < since - 60:
                 continue

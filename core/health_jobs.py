@@ -17,6 +17,7 @@ from typing import ClassVar
 
 from core import runs
 from core.errors import StudioError
+from core.run_state import RunStatus
 from core.workspace import Workspace, atomic_write_json, read_json
 
 REPORT = "health.json"
@@ -64,22 +65,22 @@ def execute_health_job(workspace: Workspace, job_id: str) -> dict:
     folder = runs.run_dir(workspace, job_id)
     config = HealthConfig.from_dict(runs.load_run(workspace, job_id)["config"])
     reporter = RunReporter(folder)
-    runs.update_run(workspace, job_id, status="running", pid=os.getpid(),
+    runs.update_run(workspace, job_id, status=RunStatus.RUNNING, pid=os.getpid(),
                     pid_started=process_start_time(os.getpid()), started_at=time.time(), error=None)
     started = time.perf_counter()
     try:
         report = check_dataset(workspace, config.dataset_id, config.backbone, image_size=config.image_size,
                                reporter=reporter)
         atomic_write_json(folder / REPORT, report)
-        final = {"status": "done", "error": None, "counts": report["counts"]}
+        final = {"status": RunStatus.DONE, "error": None, "counts": report["counts"]}
     except StopRequested:
-        final = {"status": "stopped", "error": "Stopped while computing the image features; nothing was kept."}
+        final = {"status": RunStatus.STOPPED, "error": "Stopped while computing the image features; nothing was kept."}
     except Interrupted:
-        final = {"status": "interrupted", "error": "The server shut down during the health check."}
+        final = {"status": RunStatus.INTERRUPTED, "error": "The server shut down during the health check."}
     except StudioError as exc:
-        final = {"status": "failed", "error": str(exc)}
+        final = {"status": RunStatus.FAILED, "error": str(exc)}
     except Exception as exc:  # a bug or an environment fault: record it with its traceback
-        final = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "error_details": traceback.format_exc()}
+        final = {"status": RunStatus.FAILED, "error": f"{type(exc).__name__}: {exc}", "error_details": traceback.format_exc()}
     reporter.stage("finished")
     return runs.update_run(workspace, job_id, finished_at=time.time(),
                            timings={"total_s": round(time.perf_counter() - started, 3)}, **final)
@@ -103,7 +104,7 @@ def family_report(workspace: Workspace, dataset) -> tuple[dict, str] | None:
     """
     from core.datasets import load_dataset
 
-    records = [r for r in runs.list_runs(workspace, kind="health") if r.get("status") == "done"]
+    records = [r for r in runs.list_runs(workspace, kind="health") if r.get("status") == RunStatus.DONE]
     current, seen = dataset, set()
     while current is not None and current.id not in seen:
         seen.add(current.id)

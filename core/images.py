@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageChops, ImageOps, ImageStat, UnidentifiedImageError
 
+from core.config import RESIZE_MODES  # declared once, with TrainConfig
 from core.errors import ConfigError, DatasetError, WorkspaceError
 from core.ingest_limits import IngestLimits
 from core.names import clean_text
 
-RESIZE_MODES = ("squash", "crop", "pad", "crop-lanczos")
 PAD_COLOR = (0, 0, 0)  # "pad" letterboxes with black, like tf.image.resize_with_pad
 JPEG_QUALITY = 90
 DEFAULT_MAX_SIDE = IngestLimits().max_side

@@ -25,6 +25,7 @@ from pathlib import Path
 from core import runs
 from core.config import TrainConfig
 from core.processes import process_start_time
+from core.run_state import RunStatus
 from core.spaces import check_run_room, space_workspaces, spaces_enabled
 from core.workspace import Workspace, read_json
 
@@ -105,12 +106,12 @@ class JobManager:
         (export, speed, embedding map: ``core.tool_jobs``) checks its own inputs with ``prepare_job``.
         """
         workspace = workspace or self.workspace
-        fields = fields or {}
+        fields = dict(fields or {})  # _check_run adds the run's plan
         if hasattr(config, "prepare_job"):
             classes, run_id = config.prepare_job(workspace), runs.new_run_id(config.job_kind)
         else:
             classes, run_id = self._check_run(config, workspace, fields), None
-        run_id = runs.create_run(workspace, config, classes=classes, status="queued", run_id=run_id, **fields)
+        run_id = runs.create_run(workspace, config, classes=classes, status=RunStatus.QUEUED, run_id=run_id, **fields)
         runs.update_run(workspace, run_id, queued_at=time.time(), space=workspace.space)
         self.dispatch()
         return run_id
@@ -125,7 +126,7 @@ class JobManager:
         if "continued_from" not in fields:  # the run plan: a bad setting fails here, before anything is queued
             plan = check_trainable(config, workspace)
             if hasattr(plan, "describe"):
-                fields = {**fields, "plan": plan.describe()}
+                fields["plan"] = plan.describe()
         if getattr(config, "distribution", "") == "multi-worker":  # health jobs have none
             from core.cluster import require_workers
 
@@ -137,8 +138,8 @@ class JobManager:
         """Stop a run: a queued one is cancelled, a running one ends after its current batch."""
         workspace = workspace or self.workspace
         runs.request_stop(workspace, run_id)
-        runs.transition_run(workspace, run_id, ("queued",), status="stopped", finished_at=time.time(),
-                            error="Cancelled before it started.")
+        runs.transition_run(workspace, run_id, (RunStatus.QUEUED,), status=RunStatus.STOPPED,
+                            finished_at=time.time(), error="Cancelled before it started.")
         self._wake.set()
 
     def status(self, workspace: Workspace | None = None) -> tuple[list[dict], list[dict]]:
@@ -152,7 +153,8 @@ class JobManager:
         index = self._index
         if workspace is not None:
             index = [r for r in index if r["_root"] == str(workspace.root)]
-        return [r for r in index if r.get("status") == "running"], [r for r in index if r.get("status") == "queued"]
+        return ([r for r in index if r.get("status") == RunStatus.RUNNING],
+                [r for r in index if r.get("status") == RunStatus.QUEUED])
 
     def queue(self) -> list[dict]:
         """Queued runs in the order they will start."""
@@ -192,7 +194,7 @@ class JobManager:
         return records
 
     def _set_index(self, records: list[dict]) -> None:
-        active = [r for r in records if r.get("status") == "running"] + fair_order(records)
+        active = [r for r in records if r.get("status") == RunStatus.RUNNING] + fair_order(records)
         if [(r["_root"], r["run_id"], r["status"]) for r in active] != \
                 [(r["_root"], r["run_id"], r["status"]) for r in self._index]:
             self.version += 1
@@ -210,10 +212,10 @@ class JobManager:
         for record in self._scan() if records is None else records:
             run_id = record["run_id"]
             workspace = Workspace.open(record.get("_root") or self.workspace.root)
-            if record.get("status") != "running" or runs.run_dir(workspace, run_id) in self._children:
+            if record.get("status") != RunStatus.RUNNING or runs.run_dir(workspace, run_id) in self._children:
                 continue
             if not _worker_alive(record.get("pid"), record.get("pid_started")):
-                if runs.transition_run(workspace, run_id, ("running",), status="interrupted",
+                if runs.transition_run(workspace, run_id, (RunStatus.RUNNING,), status=RunStatus.INTERRUPTED,
                                        finished_at=time.time(),
                                        error=_ended_message(record, "server restart, killed, or out of memory",
                                                             "Start the run again.")):
@@ -231,7 +233,8 @@ class JobManager:
     def _launch(self, record: dict) -> bool:
         run_id, workspace = record["run_id"], Workspace.open(record["_root"])
         folder = runs.run_dir(workspace, run_id)
-        if not runs.transition_run(workspace, run_id, ("queued",), status="running", started_at=time.time()):
+        if not runs.transition_run(workspace, run_id, (RunStatus.QUEUED,), status=RunStatus.RUNNING,
+                                   started_at=time.time()):
             return False
         log = open(folder / "worker.log", "ab")  # noqa: SIM115 - the child owns it for its lifetime
         command = [sys.executable, "-m", "core", "worker", run_id, "--workspace", str(workspace.root),
@@ -255,7 +258,7 @@ class JobManager:
             del self._children[folder]
             workspace, run_id = Workspace.open(folder.parents[1]), folder.name
             record = read_json(folder / "run.json") or {}
-            runs.transition_run(workspace, run_id, ("running", "queued"), status="interrupted",
+            runs.transition_run(workspace, run_id, runs.ACTIVE_STATUSES, status=RunStatus.INTERRUPTED,
                                 finished_at=time.time(),
                                 error=_ended_message(record, f"exit code {code}: killed or out of memory",
                                                      "Try a smaller batch size or image size, then start again."))
@@ -295,7 +298,7 @@ def fair_order(records: list[dict]) -> list[dict]:
         return record.get("queued_at", record["created_at"])
 
     waiting: dict = {}
-    for record in sorted((r for r in records if r.get("status") == "queued"), key=queued_at):
+    for record in sorted((r for r in records if r.get("status") == RunStatus.QUEUED), key=queued_at):
         waiting.setdefault(record.get("space"), []).append(record)
     last_start = {}
     for record in records:

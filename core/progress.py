@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from core.run_state import STARTING_STAGE, StopControl
 from core.runs import stop_requested
 from core.workspace import atomic_write_json
 
@@ -30,6 +31,7 @@ class RunReporter:
 
     Across workers (``share_stop``), Stop is a decision every worker takes at the same point: ``stop_requested``
     then answers what the workers last agreed, and only ``sync_stop`` (called by all of them at once) asks again.
+    That decision is ``control`` (a ``StopControl``); ``progress`` and ``history`` are the state it writes.
 
     Args:
         folder: The run folder.
@@ -40,12 +42,11 @@ class RunReporter:
         self.folder = Path(folder)
         self.on_epoch = on_epoch
         self.history: list[dict] = []
-        self.progress: dict = {"stage": "starting", "started_at": time.time()}
+        self.progress: dict = {"stage": STARTING_STAGE, "started_at": time.time()}
         self._last_write = 0.0
         self._plan: list[tuple[str, float]] = []
         self.clock = time.time
-        self._agree = None
-        self._agreed = False
+        self.control = StopControl()
 
     def plan(self, stages: list[tuple[str, float]]) -> None:
         """Estimated seconds of each stage to come, in order; the ETA adds those after the current stage."""
@@ -60,9 +61,9 @@ class RunReporter:
 
     def stop_requested(self) -> bool:
         """Stop asked for: the flag file in one process; across workers, what they last agreed (no waiting)."""
-        if self._agree is None:
+        if not self.control.shared:
             return stop_requested(self.folder)
-        return self._agreed
+        return self.control.agreed
 
     def local_stop_requested(self) -> bool:
         """This process's own flag file (on a worker other than the chief, never set)."""
@@ -71,28 +72,28 @@ class RunReporter:
     def share_stop(self, agree) -> None:
         """Take Stop decisions together with the other workers: ``agree(flag)`` is True on every worker when
         ``flag`` is True on any of them (a collective: every worker must call it at the same point)."""
-        self._agree = agree
+        self.control.agree = agree
 
     @property
     def shares_stop(self) -> bool:
-        return self._agree is not None
+        return self.control.shared
 
     def any_worker(self, flag: bool) -> bool:
         """``flag`` of any worker (a collective across workers; ``flag`` itself in one process)."""
-        return bool(self._agree(bool(flag))) if self._agree is not None else bool(flag)
+        return bool(self.control.agree(bool(flag))) if self.control.shared else bool(flag)
 
     def sync_stop(self) -> bool:
         """A point where every worker asks for Stop at once (a collective); in one process only a look at the
         flag file, changing nothing. Once the workers agree on Stop the run is marked stopped here."""
-        if self._agree is None:
+        if not self.control.shared:
             return stop_requested(self.folder)
-        if not self._agreed and self._agree(self.local_stop_requested()):
+        if not self.control.agreed and self.control.agree(self.local_stop_requested()):
             self.agree_stop()
-        return self._agreed
+        return self.control.agreed
 
     def agree_stop(self, **where) -> None:
         """The workers agreed on Stop (in a collective of their own, such as a training step's) ``where``."""
-        self._agreed = True
+        self.control.agreed = True
         self.mark_stopped(**where)
 
     def mark_stopped(self, **where) -> None:

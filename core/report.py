@@ -11,6 +11,7 @@ from collections import Counter
 from html import escape
 
 from core.roles import format_headline
+from core.run_state import RunStatus
 
 STYLE = """
 body{font-family:system-ui,sans-serif;color:#1c2333;max-width:960px;margin:2em auto;padding:0 1em;line-height:1.45}
@@ -86,7 +87,7 @@ def _training_list(run: dict, config: dict) -> str:
     if run.get("head_selection"):
         items.append(f"Head chosen by {run['head_selection']['folds']}-fold cross-validation: "
                      f"<code>{escape(str(run['head_selection']['chosen']))}</code>")
-    if run.get("status") == "stopped":
+    if run.get("status") == RunStatus.STOPPED:
         items.append("Training was stopped by hand; the best model seen so far was kept.")
     return "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
 

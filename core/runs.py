@@ -18,10 +18,14 @@ import time
 from pathlib import Path
 
 from core.errors import RunError
+from core.run_state import (  # noqa: F401  (the statuses are named once, in run_state; runs.X still reads them)
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    RESULT_STATUSES,
+    RunSnapshot,
+    RunStatus,
+)
 from core.workspace import Workspace, atomic_write_json, read_json
-
-ACTIVE_STATUSES = ("queued", "running")
-FINAL_STATUSES = ("done", "stopped", "failed", "interrupted")
 
 
 def new_run_id(backbone: str) -> str:
@@ -36,8 +40,8 @@ def run_dir(workspace: Workspace, run_id: str) -> Path:
     return workspace.runs_dir / run_id
 
 
-def create_run(workspace: Workspace, config, *, classes, status: str = "queued", run_id: str | None = None,
-               **fields) -> str:
+def create_run(workspace: Workspace, config, *, classes, status: RunStatus = RunStatus.QUEUED,
+               run_id: str | None = None, **fields) -> str:
     """Create the run folder with its record (``fields`` are added to it); returns the run id."""
     run_id = run_id or new_run_id(config.backbone)
     folder = run_dir(workspace, run_id)
@@ -45,7 +49,7 @@ def create_run(workspace: Workspace, config, *, classes, status: str = "queued",
     record = {
         "run_id": run_id,
         "created_at": time.time(),
-        "status": status,
+        "status": RunStatus(status),
         "kind": getattr(config, "job_kind", "train"),
         "config": config.to_dict(),
         "dataset_id": config.dataset_id,
@@ -68,7 +72,7 @@ def load_run(workspace: Workspace, run_id: str) -> dict:
     """The record of ``run_id`` (RunError naming it when it does not exist)."""
     record = read_json(run_dir(workspace, run_id) / "run.json")
     if record is None:
-        raise RunError(f"Run {run_id!r} does not exist in {workspace.runs_dir}. See `python -m core runs`.")
+        raise _missing(workspace, run_id)
     return record
 
 
@@ -128,6 +132,18 @@ def load_history(workspace: Workspace, run_id: str) -> list[dict]:
 
 def load_progress(workspace: Workspace, run_id: str) -> dict:
     return read_json(run_dir(workspace, run_id) / "progress.json", default={})
+
+
+def load_snapshot(workspace: Workspace, run_id: str) -> RunSnapshot:
+    """Record, progress and history of ``run_id`` as one read-only snapshot (RunError when it does not exist)."""
+    snapshot = RunSnapshot.read(run_dir(workspace, run_id))
+    if snapshot is None:
+        raise _missing(workspace, run_id)
+    return snapshot
+
+
+def _missing(workspace: Workspace, run_id: str) -> RunError:
+    return RunError(f"Run {run_id!r} does not exist in {workspace.runs_dir}. See `python -m core runs`.")
 
 
 def model_path(workspace: Workspace, run_id: str) -> Path:

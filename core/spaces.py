@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import LimitError, SpaceError
+from core.run_state import RunStatus
 from core.workspace import SPACE_FILE, Workspace, atomic_write_bytes, atomic_write_json, read_json
 
 SPACES_ENV = "TRANSFER_STUDIO_SPACES"
@@ -116,9 +117,10 @@ def delete_space(base: Workspace, key: str) -> None:
     for record in runs.list_runs(space):
         if record.get("status") in runs.ACTIVE_STATUSES:
             runs.request_stop(space, record["run_id"])
-            runs.transition_run(space, record["run_id"], ("queued",), status="stopped", finished_at=time.time(),
+            runs.transition_run(space, record["run_id"], (RunStatus.QUEUED,), status=RunStatus.STOPPED,
+                                finished_at=time.time(),
                                 error="Cancelled: the space was deleted.")
-    busy = [r["run_id"] for r in runs.list_runs(space) if r.get("status") == "running"]
+    busy = [r["run_id"] for r in runs.list_runs(space) if r.get("status") == RunStatus.RUNNING]
     if busy:
         raise SpaceError(f"Run {busy[0]} of this space is still training; it was asked to stop. Delete the space "
                          "again in a few seconds.")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ModelImportError, WorkspaceError
+from core.run_state import RunStatus
 from core.teachable import ExportFiles, TeachableExport, collect_files, read_export
 
 BACKBONE_NAME = "teachable_machine"
@@ -152,7 +153,7 @@ def import_teachable(workspace, source, *, name: str | None = None) -> dict:
                           "files": export.files, "alpha": export.alpha, "image_size": export.image_size,
                           "head": [vars(dense) for dense in export.head], "metadata": export.metadata},
     }
-    run_id = create_run(workspace, config, classes=export.classes, status="done", **record_fields)
+    run_id = create_run(workspace, config, classes=export.classes, status=RunStatus.DONE, **record_fields)
     try:
         _save_model(model, model_path(workspace, run_id))
     except BaseException:

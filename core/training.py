@@ -20,6 +20,7 @@ from core import runs
 from core.config import TrainConfig
 from core.errors import ConfigError, StudioError, WorkspaceError
 from core.progress import RunReporter, StopRequested
+from core.run_state import RESULT_STATUSES, RunStatus
 from core.workspace import WORKSPACE_ENV, Workspace
 
 STOPPED_UNMEASURED = ("The best model so far was kept; Stop came before its accuracy was measured. Evaluate it on "
@@ -40,7 +41,7 @@ def train_model(config: TrainConfig, workspace: Workspace, *, on_epoch=None) -> 
     from core.processes import process_start_time
 
     dataset = load_dataset(workspace, config.dataset_id)
-    run_id = runs.create_run(workspace, config, classes=dataset.classes, status="running", pid=os.getpid(),
+    run_id = runs.create_run(workspace, config, classes=dataset.classes, status=RunStatus.RUNNING, pid=os.getpid(),
                              pid_started=process_start_time(os.getpid()))
     return execute_run(workspace, run_id, on_epoch=on_epoch)
 
@@ -53,7 +54,7 @@ def execute_run(workspace: Workspace, run_id: str, *, on_epoch=None) -> dict:
     reporter = RunReporter(folder, on_epoch=on_epoch)
     from core.processes import process_start_time
 
-    runs.update_run(workspace, run_id, status="running", pid=os.getpid(),
+    runs.update_run(workspace, run_id, status=RunStatus.RUNNING, pid=os.getpid(),
                     pid_started=process_start_time(os.getpid()), started_at=time.time(), error=None)
     timings: dict = {}
     started = time.perf_counter()
@@ -61,21 +62,22 @@ def execute_run(workspace: Workspace, run_id: str, *, on_epoch=None) -> dict:
     try:
         final = _train(workspace, run_id, config, reporter, timings)
         not_measured = final.pop("not_measured", False)
-        final["status"] = "stopped" if reporter.progress.get("stopped_by_user") or not_measured else "done"
+        stopped = reporter.progress.get("stopped_by_user") or not_measured
+        final["status"] = RunStatus.STOPPED if stopped else RunStatus.DONE
         final["error"] = STOPPED_UNMEASURED if not_measured else None
     except StopRequested:
-        final = {"status": "stopped", "error": "Stopped before the first epoch ended; no model was saved."}
+        final = {"status": RunStatus.STOPPED, "error": "Stopped before the first epoch ended; no model was saved."}
     except Interrupted:
-        final = {"status": "interrupted", "error": "The server shut down while this run was training."}
+        final = {"status": RunStatus.INTERRUPTED, "error": "The server shut down while this run was training."}
     except StudioError as exc:
-        final = {"status": "failed", "error": str(exc)}
+        final = {"status": RunStatus.FAILED, "error": str(exc)}
     except (MemoryError, tf.errors.ResourceExhaustedError) as exc:
-        final = {"status": "failed", "error": "Out of memory while training. Lower the batch size or the "
+        final = {"status": RunStatus.FAILED, "error": "Out of memory while training. Lower the batch size or the "
                  "image size, or pick a smaller backbone.", "error_details": f"{type(exc).__name__}: {exc}"}
     except Exception as exc:  # a bug or an environment fault: record it with its traceback
-        final = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+        final = {"status": RunStatus.FAILED, "error": f"{type(exc).__name__}: {exc}",
                  "error_details": traceback.format_exc()}
-    if final["status"] == "stopped":  # where: the stage, and in a phase the epoch and batch
+    if final["status"] == RunStatus.STOPPED:  # where: the stage, and in a phase the epoch and batch
         final["stopped_at"] = reporter.progress.get("stopped_at") or {"stage": reporter.progress.get("stage")}
     timings["total_s"] = round(time.perf_counter() - started, 3)
     reporter.stage("finished")
@@ -175,7 +177,7 @@ def train_continued(workspace, source_run: str, dataset_id: str, *, on_epoch=Non
 
     config, fields = continue_config(workspace, source_run, dataset_id, **settings)
     classes = load_dataset(workspace, config.dataset_id).classes
-    run_id = runs.create_run(workspace, config, classes=classes, status="running", pid=os.getpid(),
+    run_id = runs.create_run(workspace, config, classes=classes, status=RunStatus.RUNNING, pid=os.getpid(),
                              pid_started=process_start_time(os.getpid()), **fields)
     return execute_run(workspace, run_id, on_epoch=on_epoch)
 
@@ -197,7 +199,7 @@ def train_as_worker(workspace: Workspace, record: dict, index: int) -> int:
         result = train_model(config, here)
     print(f"worker {index} of {len(workers)} for run {record['run_id']}: {result['status']} "
           f"{result.get('error') or ''}".strip(), flush=True)
-    return 0 if result["status"] in ("done", "stopped") else 1
+    return 0 if result["status"] in RESULT_STATUSES else 1
 
 
 def save_model(model, path):

@@ -6,6 +6,7 @@ from core import runs
 from core.continuation import accuracy_before
 from core.errors import StudioError
 from core.report import run_report
+from core.run_state import RunSnapshot, RunStatus
 from ui.charts import curves_figure
 from ui.export_views import render_export_section
 from ui.import_views import render_import_box
@@ -48,7 +49,7 @@ if histories:
 st.divider()
 run_id = st.selectbox("Run to open, export or delete", run_ids,
                       index=run_ids.index(current) if current in run_ids else 0, key="runs_single")
-record = next(r for r in records if r["run_id"] == run_id)
+run = RunSnapshot(next(r for r in records if r["run_id"] == run_id))  # the list's record: no progress needed here
 st.subheader(run_id)
 has_model = runs.model_path(workspace, run_id).exists()
 cols = st.columns(5)
@@ -67,7 +68,7 @@ if has_model:
                             file_name=f"{run_id}-report.html", mime="text/html", on_click="ignore",
                             key="runs_report", help="The model card as one web page: curves, confusion matrix, "
                                                     "per-class table, data and the honest headline.")
-if record["status"] in ("queued", "running"):
+if run.is_active:
     if cols[3].button(STOP_LABEL, disabled=runs.stop_requested(runs.run_dir(workspace, run_id))):
         manager.stop(run_id)
         st.rerun()
@@ -93,12 +94,12 @@ elif cols[3].button("Delete"):
     st.session_state["confirm_delete"] = run_id
     st.rerun()
 
-if record["status"] == "running" and runs.stop_requested(runs.run_dir(workspace, run_id)):
+if run.status == RunStatus.RUNNING and runs.stop_requested(runs.run_dir(workspace, run_id)):
     st.info(STOPPING)
-if record.get("error"):
-    (st.warning if record["status"] == "stopped" else st.error)(escape_markdown(record["error"]))
+if run.error:
+    (st.warning if run.status == RunStatus.STOPPED else st.error)(escape_markdown(run.error))
 with st.expander("Run record"):
-    st.json(record)
+    st.json(run.record)
 
-if record["status"] not in ("queued", "running"):
+if not run.is_active:
     render_export_section(workspace, run_id)

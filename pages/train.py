@@ -20,7 +20,7 @@ manager = get_manager()
 
 run_id = get_run_id()
 current = views.look_at_run(run_id) if run_id else None
-if current and current.status in views.ACTIVE:
+if current and current.is_active:
     st.subheader(f"Run {run_id}")
     views.live_run(run_id)
     st.stop()
@@ -32,9 +32,9 @@ if current:
         st.subheader(f"Last run: {run_id}")
         views.live_run(run_id)
         left, right, _ = st.columns([1, 1, 3])
-        if left.button("Open in Evaluate", disabled=current.status not in ("done", "stopped")):
+        if left.button("Open in Evaluate", disabled=not current.has_result):
             st.switch_page("pages/evaluate.py")
-        if right.button("Open in Predict", disabled=current.status not in ("done", "stopped")):
+        if right.button("Open in Predict", disabled=not current.has_result):
             st.switch_page("pages/predict.py")
 
 st.caption(f"Dataset **{escape_markdown(dataset.name)}**: {len(dataset.entries)} images in "

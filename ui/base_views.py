@@ -7,14 +7,15 @@ import streamlit as st
 from core import runs
 from core.base_files import list_stored_bases, store_base_bytes
 from core.base_models import SCALING_WORDS, resolve_base
-from core.config import TrainConfig
+from core.config import BASE_STRATEGIES, SETTINGS, TrainConfig
 from core.errors import StudioError
+from core.run_state import RESULT_STATUSES
 from ui import train_views as views
 from ui.text import escape_markdown
 
 SOURCES = ("A pretrained backbone", "One of my runs", "A model file", "Continue one of my runs")
-BASE_STRATEGIES = ("feature-extraction", "fine-tune")
-SCALINGS = ("raw", "unit", "symmetric", "caffe")
+# The page says how the file expects its pixels: "auto" (read from the file) is settled before the choice is shown.
+SCALINGS = tuple(scaling for scaling in SETTINGS["input_scaling"].choices if scaling != "auto")
 
 
 def render_base_flow(workspace, dataset, manager) -> bool:
@@ -67,7 +68,7 @@ def render_base_flow(workspace, dataset, manager) -> bool:
 
 def _run_choice(workspace):
     finished = [r for r in runs.list_runs(workspace)
-                if r.get("status") in ("done", "stopped") and runs.model_path(workspace, r["run_id"]).exists()]
+                if r.get("status") in RESULT_STATUSES and runs.model_path(workspace, r["run_id"]).exists()]
     if not finished:
         st.info("No finished run yet. Train one on a pretrained backbone first, then use it as a base.")
         return None

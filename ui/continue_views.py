@@ -9,6 +9,7 @@ from core import runs
 from core.continuation import continue_config, spec_of_run
 from core.errors import StudioError
 from core.roles import format_headline
+from core.run_state import RESULT_STATUSES
 from ui import train_views as views
 from ui.text import escape_markdown
 
@@ -18,7 +19,7 @@ NEW = ""
 def continuable_runs(workspace) -> dict[str, dict]:
     """``{run id: record}`` of the finished runs with a saved model, newest first."""
     return {record["run_id"]: record for record in runs.list_runs(workspace)
-            if record.get("kind", "train") == "train" and record.get("status") in ("done", "stopped")
+            if record.get("kind", "train") == "train" and record.get("status") in RESULT_STATUSES
             and runs.model_path(workspace, record["run_id"]).exists()}
 
 

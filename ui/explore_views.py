@@ -14,6 +14,7 @@ from core.datasets import Dataset
 from core.errors import StudioError
 from core.map_jobs import MapConfig, load_map
 from core.projection import embeddings_csv, embeddings_npz, load_embeddings
+from core.run_state import RunStatus
 from core.tool_jobs import ACTIVE, latest_job, tool_jobs
 from core.versions import create_version, list_versions, repeat_run_config
 from core.weights import weights_available
@@ -59,7 +60,7 @@ def map_settings(workspace, dataset: Dataset) -> dict:
                          format_func=lambda m: {"pca": "PCA (fast)", "tsne": "t-SNE (clusters)"}[m],
                          help="PCA keeps the big directions of variation; t-SNE keeps neighbourhoods.")
     done = [r for r in runs.list_runs(workspace)
-            if r.get("config", {}).get("dataset_id") == dataset.id and r.get("status") == "done"]
+            if r.get("config", {}).get("dataset_id") == dataset.id and r.get("status") == RunStatus.DONE]
     options = [None] + [r["run_id"] for r in done]
     run_id = st.selectbox("Also mark the images this run gets wrong", options, index=1 if done else 0,
                           format_func=lambda rid: "(no run)" if rid is None else rid, key="explore_run",

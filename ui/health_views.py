@@ -7,17 +7,17 @@ import streamlit as st
 from core.datasets import Dataset
 from core.errors import StudioError
 from core.health_jobs import HealthConfig, family_report, latest_health_job, submit_health_check
+from core.run_state import ACTIVE_STATUSES, STARTING_STAGE, RunStatus
 from core.versions import create_version
 from ui.jobs import format_seconds, get_manager, snapshot
 from ui.state import set_dataset_id
 from ui.text import escape_markdown
 
-ACTIVE = ("queued", "running")
 REVIEW_ROWS = 12
 GROUPS_SHOWN = 8
 NOTICE = "explore_notice"
 STAGES = {"features": "Computing image features (once per dataset and backbone)", "checking": "Checking labels "
-          "and duplicates", "loading": "Loading", "starting": "Starting"}
+          "and duplicates", "loading": "Loading", STARTING_STAGE: "Starting"}
 
 
 def start_button(dataset: Dataset, label: str, *, key: str, backbone: str = "mobilenet_v2",
@@ -36,7 +36,7 @@ def start_button(dataset: Dataset, label: str, *, key: str, backbone: str = "mob
 def active_job(workspace, dataset: Dataset) -> dict | None:
     """The queued or running health job of ``dataset``, if any (found on disk: it survives a refresh)."""
     record = latest_health_job(workspace, dataset.id)
-    return record if record and record.get("status") in ACTIVE else None
+    return record if record and record.get("status") in ACTIVE_STATUSES else None
 
 
 def live_job(job_id: str) -> None:
@@ -50,17 +50,15 @@ def _live_job(job_id: str) -> None:
     snap = snapshot(job_id)
     if snap is None:
         return
-    record, progress = snap["record"], snap["progress"]
-    if record["status"] not in ACTIVE:
+    if not snap.is_active:
         st.rerun(scope="app")
-    if record["status"] == "queued":
+    if snap.status == RunStatus.QUEUED:
         st.info("The health check waits in the server's queue (a training run goes first).")
     else:
-        label = STAGES.get(progress.get("stage", "starting"), progress.get("stage", ""))
-        batch, of = progress.get("batch"), progress.get("of")
-        if batch and of and progress.get("stage") == "features":
-            st.progress(min(batch / of, 1.0), text=f"{label}: {batch} of {of} images, ETA "
-                                                   f"{format_seconds(progress.get('eta'))}")
+        label = STAGES.get(snap.stage, snap.stage)
+        if snap.fraction is not None and snap.stage == "features":
+            st.progress(snap.fraction, text=f"{label}: {snap.batch} of {snap.of} images, ETA "
+                                            f"{format_seconds(snap.eta)}")
         else:
             st.progress(0.0, text=f"{label}…")
     if st.button("Stop", key=f"stop_{job_id}"):
@@ -71,7 +69,7 @@ def _live_job(job_id: str) -> None:
 def last_failure(workspace, dataset: Dataset) -> None:
     """Say why the newest health job of ``dataset`` did not finish, if it did not."""
     record = latest_health_job(workspace, dataset.id)
-    if record and record.get("status") in ("failed", "stopped", "interrupted"):
+    if record and record.get("status") in (RunStatus.FAILED, RunStatus.STOPPED, RunStatus.INTERRUPTED):
         st.warning(f"The last health check {record['status']}: {escape_markdown(record.get('error') or '')}")
 
 

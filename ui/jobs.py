@@ -8,6 +8,7 @@ from core import runs
 from core.config import TrainConfig
 from core.errors import RunError
 from core.jobs import JobManager, get_job_manager
+from core.run_state import RunSnapshot
 from core.workspace import Workspace
 from ui.state import get_server_workspace, get_workspace
 
@@ -58,15 +59,12 @@ def get_manager() -> VisitorJobs:
     return VisitorJobs(server_manager(), get_workspace())
 
 
-def snapshot(run_id: str) -> dict | None:
+def snapshot(run_id: str) -> RunSnapshot | None:
     """Record, history and live progress of a run, read from disk; None when it is gone."""
-    workspace = get_workspace()
     try:
-        record = runs.load_run(workspace, run_id)
+        return runs.load_snapshot(get_workspace(), run_id)
     except RunError:
         return None
-    return {"record": record, "history": runs.load_history(workspace, run_id),
-            "progress": runs.load_progress(workspace, run_id)}
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -20,10 +20,10 @@ import streamlit as st
 from streamlit import dataframe_util
 
 from core.continuation import accuracy_before
+from core.run_state import RUN_FILES, RunSnapshot
 from core.workspace import read_json
 from ui.charts import live_curves_spec
 
-RUN_FILES = ("run.json", "progress.json", "history.json")
 CURVES_DATASET = "curves"
 MAX_FILES = 600  # parsed files kept (three per run watched); the least recently looked at go first
 MAX_CURVES = 200
@@ -40,18 +40,14 @@ def file_stamp(path: Path) -> tuple | None:
 
 
 @dataclass(frozen=True)
-class LiveRun:
-    """One look at a run. Shared by every session that looked at the same files: read it, never change it."""
+class LiveRun(RunSnapshot):
+    """One look at a run (the core snapshot), with where it was read and the stamps of its files.
 
-    folder: Path
-    stamps: tuple  # of RUN_FILES
-    record: dict | None  # None: the run is gone
-    progress: dict
-    history: list
+    Shared by every session that looked at the same files: read it, never change it.
+    """
 
-    @property
-    def status(self) -> str | None:
-        return None if self.record is None else self.record.get("status")
+    folder: Path | None = None
+    stamps: tuple = ()  # of RUN_FILES
 
 
 def with_arrow_points(spec: dict) -> dict:
@@ -71,17 +67,20 @@ class LiveRuns:
         self.reads: Counter = Counter()  # file name -> times read and parsed (tests and benches count them)
         self.builds = 0  # curve pairs built
 
-    def look(self, folder: Path) -> LiveRun:
-        """The run in ``folder`` now; files unchanged since any session's last look are not read again."""
+    def look(self, folder: Path) -> LiveRun | None:
+        """The run in ``folder`` now (None when it is gone); files unchanged since any session's last look are not
+        read again."""
         with self._lock:
             (record_stamp, record), (progress_stamp, progress), (history_stamp, history) = (
                 self._read(Path(folder) / name) for name in RUN_FILES)
-        return LiveRun(Path(folder), (record_stamp, progress_stamp, history_stamp), record,
-                       progress or {}, history or [])
+        if record is None:
+            return None
+        return LiveRun(record, progress or {}, history or [], folder=Path(folder),
+                       stamps=(record_stamp, progress_stamp, history_stamp))
 
     def curves(self, run: LiveRun, *, full_range: bool = False) -> tuple[dict, dict] | None:
         """Loss and accuracy specs of ``run`` (Arrow points), built once per change of its history or record."""
-        if not run.history or run.record is None:
+        if not run.history:
             return None
         slot, stamps = (str(run.folder), full_range), (run.stamps[0], run.stamps[2])
         with self._lock:

@@ -7,10 +7,11 @@ import streamlit as st
 
 from core import runs
 from core.backbones import BACKBONES
-from core.config import DEFAULT_RESIZE, HEAD_MODES, PRESETS, STRATEGIES
+from core.config import PRESETS, SETTINGS
 from core.continuation import accuracy_before, format_before
 from core.errors import StudioError
 from core.roles import format_headline
+from core.run_state import RunSnapshot, RunStatus
 from core.speed import RUNTIME_NAMES, expected_speed
 from core.weights import weights_available
 from ui.jobs import format_seconds, get_manager
@@ -27,19 +28,20 @@ STRATEGY_HELP = {
     "from-scratch": "Start from random weights and train the whole network. The baseline that shows what transfer "
                     "learning buys you: expect it to do much worse on small datasets.",
 }
-DEFAULTS = {"head": "auto", "epochs": 10, "fine_tune_epochs": 10, "batch_size": 32, "learning_rate": None,
-            "fine_tune_learning_rate": 1e-4, "dropout": 0.2, "hidden_units": 0, "augment": False,
-            "class_weights": "auto", "early_stopping_patience": 5, "seed": 0, "weights": "imagenet",
-            "distribution": "auto", "resize": DEFAULT_RESIZE}
+# The settings of the Advanced expander; their defaults, choices, ranges and help are TrainConfig's (SETTINGS).
+ADVANCED = ("head", "epochs", "fine_tune_epochs", "batch_size", "learning_rate", "fine_tune_learning_rate", "dropout",
+            "hidden_units", "augment", "class_weights", "early_stopping_patience", "seed", "weights", "distribution",
+            "resize")
+DEFAULTS = {name: SETTINGS[name].default for name in ADVANCED}
+# Set by the "Train on N workers" box (shown only when the server lists workers), not offered in the Devices list.
+PAGE_SET_DISTRIBUTIONS = ("multi-worker",)
 # persist_state of every Train setting. Streamlit drops the state of a widget that a script run does not draw: the
 # Train page draws no settings while a run is live, other pages draw none, so a second Start trained with other
 # settings than those chosen. "session" keeps each widget's value while it is not drawn, across pages too.
 KEEP = "session"
-ACTIVE = ("queued", "running")
 LIVE_POLL_S = 1.0
 STOP_LABEL = "Stop training"
 STOPPING = "Stopping… the run ends after the current batch and keeps the best model so far."
-
 
 
 def backbone_table(workspace, num_images: int = 0) -> pd.DataFrame:
@@ -80,9 +82,28 @@ def apply_preset() -> None:
 
 
 def init_settings() -> None:
-    for key, value in DEFAULTS.items():
+    for key, value in {**DEFAULTS, "strategy": SETTINGS["strategy"].default,
+                       "backbone": SETTINGS["backbone"].default}.items():
         st.session_state.setdefault(f"train_{key}", value)
-    st.session_state.setdefault("train_strategy", "feature-extraction")
+
+
+def setting_help(name: str, note: str = "") -> str:
+    """The help of TrainConfig's field ``name`` with its default, as a sentence, and the page's ``note``."""
+    described = SETTINGS[name].describe()
+    return f"{described[0].upper()}{described[1:]}.{' ' + note if note else ''}"
+
+
+def choice_box(column, name: str, label: str, options=None):
+    """A selectbox of TrainConfig's field ``name``: its declared choices (or ``options``), its help."""
+    return column.selectbox(label, list(options or SETTINGS[name].choices), key=f"train_{name}",
+                            persist_state=KEEP, help=setting_help(name))
+
+
+def number_box(column, name: str, label: str, **options):
+    """A number input of TrainConfig's field ``name``, bounded by its declared range, with its help."""
+    low, high = SETTINGS[name].range
+    return column.number_input(label, low, high, key=f"train_{name}", persist_state=KEEP, help=setting_help(name),
+                               **options)
 
 
 def render_advanced(spec) -> dict:
@@ -93,38 +114,28 @@ def render_advanced(spec) -> dict:
         s["train_image_size"] = spec.default_size
     with st.expander("Advanced settings"):
         a, b, c = st.columns(3)
-        a.selectbox("Input size (px)", sizes, key="train_image_size", persist_state=KEEP)
-        a.selectbox("Resize", ["crop", "squash", "pad"], key="train_resize", persist_state=KEEP,
-                    help="crop: centre square, as ImageNet models were trained (the default); squash: stretch to "
-                         "a square (keeps the edges of long images); pad: letterbox with black bars")
-        a.number_input("Batch size", 1, 512, key="train_batch_size", persist_state=KEEP)
-        a.selectbox("Head", HEAD_MODES, key="train_head", persist_state=KEEP,
-                    help="auto: cross-validation on the cached features picks among linear heads of several "
-                         "regularization strengths and a hidden-layer head; linear / mlp: choose within one "
-                         "family; keras: train the head below with Keras for the epochs and learning rate set here")
-        b.number_input("Epochs (phase 1, Keras)", 1, 500, key="train_epochs", persist_state=KEEP,
-                       help="Used when phase 1 trains with Keras: the keras head, augmentation, or from scratch")
-        b.number_input("Fine-tuning epochs", 0, 500, key="train_fine_tune_epochs", persist_state=KEEP)
-        b.number_input("Layers to unfreeze (0 = all)", 0, 2000, value=0, key=f"train_fine_tune_layers_{spec.name}",
-                       persist_state=KEEP,
-                       help="Top layers of the network trained in fine-tuning; 0 unfreezes the whole network. "
-                            "BatchNorm layers always stay frozen.")
-        c.number_input("Learning rate (empty: automatic)", 1e-6, 1.0, format="%.5f", key="train_learning_rate",
-                       persist_state=KEEP, placeholder="automatic", help="Peak of a cosine schedule; empty: 0.001")
-        c.number_input("Fine-tuning learning rate", 1e-8, 1e-2, format="%.7f", key="train_fine_tune_learning_rate",
-                       persist_state=KEEP)
-        c.slider("Dropout", 0.0, 0.9, key="train_dropout", persist_state=KEEP)
-        a.number_input("Hidden units in the head (0 = none)", 0, 4096, key="train_hidden_units",
-                       persist_state=KEEP)
-        b.checkbox("Augment training images", key="train_augment", persist_state=KEEP,
-                   help="Random flips, rotation, zoom, shifts and contrast; slower (no feature cache)")
-        b.selectbox("Class weights", ["auto", "on", "off"], key="train_class_weights", persist_state=KEEP)
-        c.number_input("Early stopping patience (0 = off)", 0, 100, key="train_early_stopping_patience",
-                       persist_state=KEEP)
-        c.number_input("Seed", 0, 2**31 - 1, key="train_seed", persist_state=KEEP)
-        a.selectbox("Weights", ["imagenet", "none"], key="train_weights", persist_state=KEEP)
-        b.selectbox("Devices", ["auto", "default", "mirrored"], key="train_distribution", persist_state=KEEP,
-                    help="auto uses every GPU when there are several")
+        a.selectbox("Input size (px)", sizes, key="train_image_size", persist_state=KEEP,
+                    help="The sizes this backbone has weights for.")
+        choice_box(a, "resize", "Resize")
+        number_box(a, "batch_size", "Batch size")
+        choice_box(a, "head", "Head")
+        number_box(b, "epochs", "Epochs (phase 1, Keras)")
+        number_box(b, "fine_tune_epochs", "Fine-tuning epochs")
+        b.number_input("Layers to unfreeze (0 = all)", 0, SETTINGS["fine_tune_layers"].range[1], value=0,
+                       key=f"train_fine_tune_layers_{spec.name}", persist_state=KEEP,
+                       help=setting_help("fine_tune_layers", "0 here: the whole backbone."))
+        number_box(c, "learning_rate", "Learning rate (empty: automatic)", format="%.5f", placeholder="automatic")
+        number_box(c, "fine_tune_learning_rate", "Fine-tuning learning rate", format="%.7f")
+        low, high = SETTINGS["dropout"].range
+        c.slider("Dropout", low, high, key="train_dropout", persist_state=KEEP, help=setting_help("dropout"))
+        number_box(a, "hidden_units", "Hidden units in the head (0 = none)")
+        b.checkbox("Augment training images", key="train_augment", persist_state=KEEP, help=setting_help("augment"))
+        choice_box(b, "class_weights", "Class weights")
+        number_box(c, "early_stopping_patience", "Early stopping patience (0 = off)")
+        number_box(c, "seed", "Seed")
+        choice_box(a, "weights", "Weights")
+        choice_box(b, "distribution", "Devices", [mode for mode in SETTINGS["distribution"].choices
+                                                  if mode not in PAGE_SET_DISTRIBUTIONS])
     keys = [key for key in DEFAULTS] + ["image_size"]
     values = {key: s[f"train_{key}"] for key in keys}
     values["fine_tune_layers"] = int(s[f"train_fine_tune_layers_{spec.name}"]) or None
@@ -154,7 +165,8 @@ def workers_option() -> str | None:
 
 
 def strategy_picker() -> str:
-    strategy = st.radio("Strategy", STRATEGIES, key="train_strategy", persist_state=KEEP, horizontal=True)
+    strategy = st.radio("Strategy", SETTINGS["strategy"].choices, key="train_strategy", persist_state=KEEP,
+                        horizontal=True)
     st.caption(STRATEGY_HELP[strategy])
     return strategy
 
@@ -167,7 +179,7 @@ def live_run(run_id: str) -> None:
     only when one changed, once for every tab watching it. A finished run is drawn once, with no polling at all.
     """
     run = look_at_run(run_id)
-    if run is not None and run.status in ACTIVE:
+    if run is not None and run.is_active:
         hide_script_stop()
         st.fragment(_live_view, run_every=LIVE_POLL_S)(run_id)
     else:
@@ -180,8 +192,7 @@ def look_at_run(run_id: str) -> LiveRun | None:
         folder = runs.run_dir(get_workspace(), run_id)
     except StudioError:  # a malformed id (typed into the URL)
         return None
-    run = live_runs().look(folder)
-    return None if run.record is None else run
+    return live_runs().look(folder)
 
 
 def hide_script_stop() -> None:
@@ -195,13 +206,12 @@ def _live_view(run_id: str) -> None:
     if run is None:
         st.warning(f"Run {run_id} no longer exists.")
         return
-    record, status = run.record, run.status
     was_active = st.session_state.get(f"live_active_{run_id}")
-    st.session_state[f"live_active_{run_id}"] = status in ACTIVE
-    if was_active and status not in ACTIVE:
+    st.session_state[f"live_active_{run_id}"] = run.is_active
+    if was_active and not run.is_active:
         st.rerun(scope="app")  # the run ended: a full run draws it once more, without polling
-    render_status(run_id, record, run.progress, run.folder)
-    render_start(record)
+    render_status(run_id, run, run.folder)
+    render_start(run.record)
     if run.history:
         full = st.toggle("Full range (accuracy 0 to 1, loss from 0)", key=f"full_range_{run_id}")
         loss, accuracy = live_runs().curves(run, full_range=full)
@@ -243,50 +253,52 @@ def render_start(record: dict) -> None:
     st.caption(escape_markdown(f"Continues run {continued['run_id']}: {measured}."))
 
 
-def render_status(run_id: str, record: dict, progress: dict, folder=None) -> None:
+def render_status(run_id: str, run: RunSnapshot, folder=None) -> None:
     """What the run is doing (queue position, progress and ETA, result or error) and, while it is live, its Stop.
     ``folder``: the run's folder, when the caller has it (a live view polls this every second)."""
-    status = record["status"]
-    stopping = status in ACTIVE and runs.stop_requested(folder or runs.run_dir(get_workspace(), run_id))
-    if status == "queued":
+    status, record = run.status, run.record
+    stopping = run.is_active and runs.stop_requested(folder or runs.run_dir(get_workspace(), run_id))
+    if status == RunStatus.QUEUED:
         manager = get_manager()
         running, queued = manager.server_counts()
         st.info(f"Waiting in the queue: position {manager.queue_position(run_id) or '?'} of {queued} "
                 f"({running} running, at most {manager.max_jobs} at once).")
-    elif status == "running" and stopping:
+    elif status == RunStatus.RUNNING and stopping:
         st.info(STOPPING)
-    elif status == "running":
-        stage = progress.get("stage", "starting")
-        batch, of = progress.get("batch"), progress.get("of")
-        label = {"features": "Computing image features (once per dataset and backbone)"}.get(stage, stage)
-        if stage.startswith("phase"):
-            label = f"{stage}: epoch {progress.get('epoch', 1)} of {progress.get('total_epochs', '?')}"
-        if batch and of:
-            st.progress(min(batch / of, 1.0), text=f"{label}: batch {batch} of {of}, ETA "
-                                                   f"{format_seconds(progress.get('eta'))}")
-        else:
-            st.progress(0.0, text=f"{label}…")
-    elif status == "done" and record.get("imported_from"):
+    elif status == RunStatus.RUNNING:
+        render_position(run)
+    elif status == RunStatus.DONE and record.get("imported_from"):
         st.success("Imported model, ready: evaluate it on a dataset, use it in Predict, or export it on the Runs "
                    "page, or continue it on a dataset with the same classes: *Start from → Continue one of my runs* on the Train page "
                    "(`python -m core train DATASET --continue RUN_ID`).")
-    elif status == "done":
+    elif status == RunStatus.DONE:
         st.success(f"Finished in {format_seconds(record['timings'].get('total_s'))}: accuracy "
                    f"{format_headline(record.get('headline'))}.")
         render_honesty(record)
         st.caption(escape_markdown(f"Weights: {record.get('weights')}. Model: {record.get('model_path')}"))
         if record.get("extraction"):
             st.caption(escape_markdown(extraction_line(record["extraction"], record.get("timings") or {})))
-    elif status == "stopped":
-        st.warning(f"Stopped. {escape_markdown(record.get('error') or 'The best model so far was kept.')}")
+    elif status == RunStatus.STOPPED:
+        st.warning(f"Stopped. {escape_markdown(run.error or 'The best model so far was kept.')}")
     else:
-        st.error(f"Run {status}: {escape_markdown(record.get('error'))}")
-        if record.get("error_details"):
+        st.error(f"Run {record.get('status')}: {escape_markdown(run.error)}")
+        if run.error_details:
             with st.expander("Details"):
-                st.code(record["error_details"])
-    if status in ACTIVE:
+                st.code(run.error_details)
+    if run.is_active:
         st.button(STOP_LABEL, key=f"stop_{run_id}", type="secondary", disabled=stopping, on_click=_stop,
                   args=(run_id,), help="Ends the run after the current batch and keeps the best model so far.")
+
+
+def render_position(run: RunSnapshot) -> None:
+    """A training run's stage, and within it the epoch, the batch and the ETA of the whole run."""
+    label = {"features": "Computing image features (once per dataset and backbone)"}.get(run.stage, run.stage)
+    if run.in_phase:
+        label = f"{run.stage}: epoch {run.epoch or 1} of {run.total_epochs or '?'}"
+    if run.fraction is not None:
+        st.progress(run.fraction, text=f"{label}: batch {run.batch} of {run.of}, ETA {format_seconds(run.eta)}")
+    else:
+        st.progress(0.0, text=f"{label}…")
 
 
 def _stop(run_id: str) -> None:

@@ -6,51 +6,38 @@ import json
 import time
 from pathlib import Path
 
-from core.config import DEFAULT_RESIZE, DISTRIBUTION_MODES, INPUT_SCALINGS, STRATEGIES, TrainConfig
+from core.config import SETTINGS, Setting, TrainConfig
 from core.errors import ConfigError, StudioError
+from core.run_state import RunStatus
 from core.workspace import Workspace
+
+# TrainConfig fields that ``--base-model`` resolves (a model file is checked and stored first), not taken as given.
+BASE_FIELDS = ("base_model", "cut_layer", "input_scaling")
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train a classifier on a dataset id, zip or folder")
+    parser = subparsers.add_parser("train", help="train a classifier on a dataset id, zip or folder",
+                                   description="Train a classifier. Each option is a TrainConfig field; its help, "
+                                               "choices, range and default are declared there (core/config.py).")
     parser.add_argument("dataset", help="dataset id, or a zip / folder to ingest first")
-    parser.add_argument("--backbone", default="mobilenet_v2")
-    parser.add_argument("--strategy", default="feature-extraction", choices=STRATEGIES)
-    parser.add_argument("--head", default="auto", choices=("auto", "linear", "mlp", "keras"),
-                        help="auto: k-fold cross-validation on the cached features picks the head (default)")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs of a Keras first phase")
-    parser.add_argument("--fine-tune-epochs", type=int, default=10)
-    parser.add_argument("--fine-tune-layers", type=int, default=None, help="default: the whole backbone")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=None,
-                        help="peak of a Keras first phase (cosine decay); default 1e-3")
-    parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
-    parser.add_argument("--image-size", type=int, default=None)
-    parser.add_argument("--resize", default=DEFAULT_RESIZE, choices=("squash", "crop", "pad"),
-                        help="how images reach the input size: crop (centre, the default), squash or pad")
-    parser.add_argument("--dropout", type=float, default=0.2)
-    parser.add_argument("--hidden-units", type=int, default=0)
-    parser.add_argument("--augment", action="store_true")
-    parser.add_argument("--early-stopping-patience", type=int, default=5)
-    parser.add_argument("--weights", default="imagenet", choices=("imagenet", "none"))
-    parser.add_argument("--distribution", default="auto", choices=DISTRIBUTION_MODES,
-                        help="multi-worker: run this same command on every worker, each with its own TF_CONFIG")
-    parser.add_argument("--seed", type=int, default=0)
+    for setting in SETTINGS.values():
+        if setting.flag is not None:
+            add_setting(parser, setting)
     parser.add_argument("--continue", dest="continue_run", metavar="RUN_ID", default=None,
                         help="start from this finished run's model (trained here or imported, same classes); "
                              "its backbone, image size and resize mode are kept")
-    parser.add_argument("--base-model", metavar="RUN_ID_OR_PATH", default=None,
-                        help="start from a finished run's model below its head, or from a .keras / .h5 model file "
-                             "(stored in the workspace with its hash) instead of a registry backbone")
-    parser.add_argument("--cut-layer", metavar="NAME", default="",
-                        help="with a model file: the layer whose output is the embedding (default: the last pooled "
-                             "or flattened layer before its classifier)")
-    parser.add_argument("--input-scaling", default=None, choices=INPUT_SCALINGS[1:],
-                        help="with a model file that does not scale its own pixels: raw (0-255), unit (0-1), "
-                             "symmetric (-1-1) or caffe (BGR minus ImageNet means); default: read from the model")
     parser.add_argument("--workspace", default=None)
     parser.add_argument("--json", action="store_true", help="end with one JSON object")
     parser.set_defaults(run=run)
+
+
+def add_setting(parser, setting: Setting) -> None:
+    """``setting``'s option: its flag, type, choices and default, and its help with the default."""
+    shown = {"help": setting.describe().replace("%", "%%"), "dest": setting.name, "default": setting.default}
+    if setting.kind is bool:
+        parser.add_argument(setting.flag, action="store_true", **shown)
+        return
+    parser.add_argument(setting.flag, type=setting.kind, choices=setting.choices, metavar=setting.metavar, **shown)
 
 
 def run(args) -> int:
@@ -70,16 +57,7 @@ def run(args) -> int:
         ingest_s = time.perf_counter() - started
     else:
         load_dataset(workspace, dataset_id)  # a wrong id fails fast, before TensorFlow loads
-    based = _base_settings(workspace, args)
-    config = TrainConfig(
-        dataset_id=dataset_id, backbone=based.pop("backbone", args.backbone), strategy=args.strategy, head=args.head, epochs=args.epochs,
-        fine_tune_epochs=args.fine_tune_epochs, fine_tune_layers=args.fine_tune_layers,
-        batch_size=args.batch_size, learning_rate=args.learning_rate,
-        fine_tune_learning_rate=args.fine_tune_learning_rate, image_size=args.image_size, resize=args.resize,
-        dropout=args.dropout, hidden_units=args.hidden_units, augment=args.augment,
-        early_stopping_patience=args.early_stopping_patience, weights=args.weights,
-        distribution=args.distribution, seed=args.seed, **based,
-    )
+    config = _config(workspace, args, dataset_id)
     if task:
         return _run_as_worker(args, config, workspace, task, started)
     if args.continue_run:
@@ -93,15 +71,29 @@ def run(args) -> int:
         from core.training import train_model
 
         record = train_model(config, workspace, on_epoch=_print_epoch)
-    before = ((record.get("continued_from") or {}).get("before") or {}).get("accuracy")
     timings = {"ingest_s": round(ingest_s, 3), "build_s": record["timings"].get("build_s", 0.0),
                "features_s": record["timings"].get("features_s", 0.0),
                "train_s": record["timings"].get("train_s", 0.0),
                "features_runtime": record["timings"].get("features_runtime"),
                "conversion_s": record["timings"].get("conversion_s", 0.0),
                "total_s": round(time.perf_counter() - started, 3)}
-    if record["status"] == "failed":
+    if record["status"] == RunStatus.FAILED:
         raise StudioError(record["error"])
+    _print_result(args, record, timings)
+    return 0
+
+
+def _config(workspace, args, dataset_id: str) -> TrainConfig:
+    """The run's TrainConfig: each option as given, those of ``--base-model`` resolved from its base."""
+    based = _base_settings(workspace, args)
+    given = {name: getattr(args, name) for name, setting in SETTINGS.items()
+             if setting.flag is not None and name not in BASE_FIELDS}
+    return TrainConfig(dataset_id=dataset_id, **{**given, **based})
+
+
+def _print_result(args, record: dict, timings: dict) -> None:
+    """The run's result: one JSON object with ``--json``, else a line or three for people."""
+    before = ((record.get("continued_from") or {}).get("before") or {}).get("accuracy")
     if args.json:
         print(json.dumps({"run_id": record["run_id"], "status": record["status"],
                           "val_accuracy": record.get("best_val_accuracy"), "val_loss": record.get("val_loss"),
@@ -120,25 +112,19 @@ def run(args) -> int:
             print(f"base: {record['base']['description']}")
         print(f"run {record['run_id']} {record['status']}: accuracy {format_headline(record.get('headline'))} "
               f"model={record.get('model_path')} ({timings['total_s']:.1f} s)")
-    return 0
 
 
 def _base_settings(args_workspace, args) -> dict:
     """TrainConfig fields for ``--base-model`` (a model file is checked and stored first); empty without it."""
     if not args.base_model:
-        if args.cut_layer or args.input_scaling:
-            from core.errors import ConfigError
-
+        if args.cut_layer or args.input_scaling != SETTINGS["input_scaling"].default:
             raise ConfigError("--cut-layer and --input-scaling go with --base-model RUN_ID_OR_PATH.")
         return {}
     if args.continue_run:
-        from core.errors import ConfigError
-
         raise ConfigError("--continue starts from that run's whole model; --base-model cannot go with it.")
     from core.base_models import base_settings
 
-    settings = base_settings(args_workspace, args.base_model, args.cut_layer, args.input_scaling or "auto",
-                             args.image_size)
+    settings = base_settings(args_workspace, args.base_model, args.cut_layer, args.input_scaling, args.image_size)
     args.image_size = settings.pop("image_size")
     return settings
 
@@ -170,7 +156,7 @@ def _run_as_worker(args, config, workspace, task, started) -> int:
     multi_worker_strategy()  # before any other TensorFlow work in this process
     with worker_workspace(workspace, config.dataset_id, task) as here:
         record = train_model(config, here, on_epoch=_print_epoch if task.is_chief else None)
-    if record["status"] == "failed":
+    if record["status"] == RunStatus.FAILED:
         raise StudioError(record["error"])
     if not task.is_chief:
         print(f"worker {task.index} of {len(task.workers)} {record['status']} "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 
+from core.run_state import RESULT_STATUSES
 from core.workspace import Workspace
 
 
@@ -67,4 +68,4 @@ def run(args) -> int:
 
             multi_worker_strategy()  # the chief of a run across workers: before any other TensorFlow work
         record = execute_run(workspace, args.run_id)
-    return 0 if record["status"] in ("done", "stopped") else 1
+    return 0 if record["status"] in RESULT_STATUSES else 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from core.speed import RUNTIME_NAMES
 from tests.app.conftest import open_page, rerun_until
 
@@ -232,3 +234,29 @@ def test_the_features_line_says_when_the_pass_was_split_over_workers():
                            {"features_s": 4.2})
     assert "480 images/s, split over 2 workers (the chief embedded 1000)" in line
     assert "split" not in extraction_line({"runtime": "keras", "images_per_s": 480.0}, {"features_s": 4.2})
+
+
+def test_the_settings_offer_exactly_what_train_config_declares(sample_dataset):
+    """Defaults, choices and ranges of the Advanced settings are TrainConfig's (``core.config.SETTINGS``)."""
+    from core.config import SETTINGS
+    from ui.train_views import DEFAULTS, PAGE_SET_DISTRIBUTIONS
+
+    at = open_page("train", dataset=sample_dataset.id)
+    assert not at.exception, [e.value for e in at.exception]
+    for name in ("resize", "head", "class_weights", "weights"):
+        assert tuple(at.selectbox(key=f"train_{name}").options) == SETTINGS[name].choices, name
+    devices = tuple(at.selectbox(key="train_distribution").options)
+    assert devices == tuple(m for m in SETTINGS["distribution"].choices if m not in PAGE_SET_DISTRIBUTIONS)
+    assert tuple(at.radio(key="train_strategy").options) == SETTINGS["strategy"].choices
+    for name in ("batch_size", "epochs", "fine_tune_epochs", "learning_rate", "fine_tune_learning_rate",
+                 "hidden_units", "early_stopping_patience", "seed"):
+        widget = at.number_input(key=f"train_{name}")
+        assert (widget.proto.min, widget.proto.max) == pytest.approx(SETTINGS[name].range), name
+    dropout = at.slider(key="train_dropout")
+    assert (dropout.proto.min, dropout.proto.max) == pytest.approx(SETTINGS["dropout"].range)
+    layers = at.number_input(key="train_fine_tune_layers_mobilenet_v2")
+    assert layers.proto.max == SETTINGS["fine_tune_layers"].range[1] and layers.value == 0  # 0 here: all
+    assert DEFAULTS == {name: SETTINGS[name].default for name in DEFAULTS}
+    shown = {name: at.session_state[f"train_{name}"] for name in (*DEFAULTS, "strategy", "backbone")}
+    assert shown == {name: SETTINGS[name].default for name in shown}
+    assert SETTINGS["batch_size"].help[1:] in at.number_input(key="train_batch_size").proto.help
