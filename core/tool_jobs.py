@@ -22,6 +22,7 @@ from typing import ClassVar
 
 from core import runs
 from core.errors import LimitError, StudioError
+from core.run_state import RunStatus
 from core.workspace import Workspace, atomic_write_json, read_json
 
 RESULT = "result.json"
@@ -130,21 +131,21 @@ def execute_tool_job(workspace: Workspace, job_id: str) -> dict:
     folder = runs.run_dir(workspace, job_id)
     config = job_config(runs.load_run(workspace, job_id))
     reporter = RunReporter(folder)
-    runs.update_run(workspace, job_id, status="running", pid=os.getpid(),
+    runs.update_run(workspace, job_id, status=RunStatus.RUNNING, pid=os.getpid(),
                     pid_started=process_start_time(os.getpid()), started_at=time.time(), error=None)
     started = time.perf_counter()
     try:
         atomic_write_json(folder / RESULT, config.execute(workspace, folder, reporter))
-        final = {"status": "done", "error": None}
+        final = {"status": RunStatus.DONE, "error": None}
     except StopRequested:
         reporter.mark_stopped()
-        final = {"status": "stopped", "error": config.stopped_message}
+        final = {"status": RunStatus.STOPPED, "error": config.stopped_message}
     except Interrupted:
-        final = {"status": "interrupted", "error": config.interrupted_message}
+        final = {"status": RunStatus.INTERRUPTED, "error": config.interrupted_message}
     except StudioError as exc:
-        final = {"status": "failed", "error": str(exc)}
+        final = {"status": RunStatus.FAILED, "error": str(exc)}
     except Exception as exc:  # a bug or an environment fault: record it with its traceback
-        final = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "error_details": traceback.format_exc()}
+        final = {"status": RunStatus.FAILED, "error": f"{type(exc).__name__}: {exc}", "error_details": traceback.format_exc()}
     reporter.stage("finished")
     return runs.update_run(workspace, job_id, finished_at=time.time(),
                            timings={"total_s": round(time.perf_counter() - started, 3)}, **final)

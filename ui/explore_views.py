@@ -80,7 +80,7 @@ def map_jobs(workspace, config: MapConfig) -> tuple[dict | None, dict | None]:
     records = [r for r in tool_jobs(workspace, config.job_kind) if r.get("config", {}).get("dataset_id")
                == config.dataset_id]
     return latest_job(workspace, config, records), latest_job(workspace, config,
-                                                              [r for r in records if r.get("status") == "done"])
+                                                              [r for r in records if r.get("status") == RunStatus.DONE])
 
 
 def current_map(workspace, dataset: Dataset, record: dict | None) -> pd.DataFrame | None:

@@ -13,12 +13,13 @@ import streamlit as st
 
 from core import runs
 from core.errors import StudioError
+from core.run_state import RunStatus
 from core.tool_jobs import ACTIVE, latest_job, submit_tool_job
 from ui.jobs import format_seconds, get_manager, snapshot
 from ui.text import escape_markdown
 
 POLL_S = 1.0
-ENDED = ("failed", "stopped", "interrupted")
+ENDED = (RunStatus.FAILED, RunStatus.STOPPED, RunStatus.INTERRUPTED)
 Describe = Callable[[dict], tuple[float | None, str]]  # progress.json -> (fraction done or None, what it does)
 
 
@@ -45,13 +46,12 @@ def _live_job(job_id: str, describe: Describe, what: str) -> None:
     snap = snapshot(job_id)
     if snap is None:
         return
-    record, progress = snap["record"], snap["progress"]
-    if record["status"] not in ACTIVE:
+    if not snap.is_active:
         st.rerun(scope="app")  # the page draws the result (or why there is none)
-    if record["status"] == "queued":
+    if snap.status == RunStatus.QUEUED:
         st.info(f"The {what} waits in the server's queue (a training run or another job goes first).")
     else:
-        fraction, text = describe(progress)
+        fraction, text = describe(snap.progress)
         st.progress(min(max(fraction or 0.0, 0.0), 1.0), text=text)
     stopping = runs.stop_requested(runs.run_dir(get_manager().workspace, job_id))
     if st.button("Stopping…" if stopping else "Stop", key=f"stop_{job_id}", disabled=stopping):
@@ -64,7 +64,7 @@ def show_ending(record: dict | None, *, what: str) -> None:
     if record is None or record.get("status") not in ENDED:
         return
     message = escape_markdown(record.get("error") or "")
-    if record["status"] == "failed":
+    if record["status"] == RunStatus.FAILED:
         st.error(message)
     else:
         st.warning(f"The last {what} {record['status']}: {message}")
