@@ -1,7 +1,7 @@
 """Continuing a finished run (trained here or imported) on a dataset with the same classes.
 
 ``core.training.train_continued`` records a new run that starts from the earlier run's saved model instead of a
-fresh network: the run's plan (``core.plan``) takes ``starting_point`` where training would build its model. The
+fresh network: training takes ``starting_point`` into the run's plan (``core.plan``) where it would build its model. The
 starting model's outputs are reordered to the dataset's class order (Teachable Machine keeps its own order,
 datasets sort theirs), its accuracy on the dataset's validation images is recorded before training
 (``continued_from.before``), and the ordinary strategies then run on it: ``feature-extraction`` refits the head

@@ -334,7 +334,15 @@ def delete_dataset(workspace: Workspace, dataset_id: str) -> None:
     except FileNotFoundError:
         raise DatasetError(f"No dataset '{dataset_id}' to delete; it may have been deleted already.") from None
     shutil.rmtree(trash, ignore_errors=True)
-    from core.features import delete_features_for_dataset
-
     delete_features_for_dataset(workspace, dataset_id)
 
+
+def delete_features_for_dataset(workspace: Workspace, dataset_id: str) -> int:
+    """Remove the embedding-cache entries (``core.models.features``) built from ``dataset_id``; returns how many."""
+    removed = 0
+    for folder in Path(workspace.features_dir).iterdir():
+        meta = read_json(folder / "meta.json", default={})
+        if meta.get("dataset_id") == dataset_id:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed

@@ -14,7 +14,6 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -264,14 +263,3 @@ def _record_speed(workspace: Workspace, meta: dict, image_size: int, facts: dict
         ConvertedStore().record_speed(backbone, image_size, **{facts["runtime"]: facts["images_per_s"]})
     except OSError:  # the machine-wide cache folder is not writable: the estimate stays a default
         pass
-
-
-def delete_features_for_dataset(workspace: Workspace, dataset_id: str) -> int:
-    """Remove cache entries built from ``dataset_id``; returns how many."""
-    removed = 0
-    for folder in Path(workspace.features_dir).iterdir():
-        meta = read_json(folder / "meta.json", default={})
-        if meta.get("dataset_id") == dataset_id:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed += 1
-    return removed

@@ -58,9 +58,8 @@ def submit_health_check(manager, config: HealthConfig) -> str:
 def execute_health_job(workspace: Workspace, job_id: str) -> dict:
     """Run health job ``job_id`` in this process; records how it ended and writes ``health.json`` when done."""
     from core.health import check_dataset
-    from core.processes import process_start_time
+    from core.processes import Interrupted, process_start_time
     from core.progress import RunReporter, StopRequested
-    from core.training import Interrupted
 
     folder = runs.run_dir(workspace, job_id)
     config = HealthConfig.from_dict(runs.load_run(workspace, job_id)["config"])

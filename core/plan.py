@@ -124,15 +124,15 @@ class Estimate:
     converts_first: bool
 
 
-def plan_run(config: TrainConfig, workspace, *, dataset=None, run_id: str | None = None,
-             resolve: bool = True) -> RunPlan:
+def plan_run(config: TrainConfig, workspace, *, dataset=None, start=None, resolve: bool = True) -> RunPlan:
     """The plan of a run of ``config`` on its dataset.
 
     Args:
         config: The settings.
         workspace: Where the dataset, a base model and the caches are.
         dataset: The loaded dataset (default: loaded from ``workspace``).
-        run_id: The run being trained, when it exists: a run that continues an earlier one starts from it.
+        start: For a run that continues an earlier one, its ``core.training.continuation.StartingPoint`` (the
+            model it starts from, which fixes the backbone, size and weights).
         resolve: Resolve ImageNet weights that are not here by downloading them (as a run must); False leaves
             ``weights`` None instead (a page previewing the plan).
 
@@ -144,7 +144,6 @@ def plan_run(config: TrainConfig, workspace, *, dataset=None, run_id: str | None
     from core.datasets import load_dataset
 
     dataset = dataset or load_dataset(workspace, config.dataset_id)
-    start = _starting_point(workspace, run_id)
     if start is not None:
         return RunPlan(config, dataset.id, start.spec, checked_size(start.spec, config.image_size), start.weights,
                        start=start)
@@ -174,11 +173,3 @@ def _weights(spec: BackboneSpec, image_size: int, weights: str, resolve: bool) -
     if weights == "imagenet" and not resolve and not weights_available(spec, image_size):
         return None
     return resolve_weights(spec, image_size, weights)
-
-
-def _starting_point(workspace, run_id: str | None):
-    if run_id is None:
-        return None
-    from core.continuation import starting_point
-
-    return starting_point(workspace, run_id)

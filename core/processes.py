@@ -11,3 +11,11 @@ def process_start_time(pid: int) -> str | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
+
+
+class Interrupted(BaseException):
+    """The worker was told to end (server shut down).
+
+    A ``BaseException``, like ``KeyboardInterrupt``: it is raised from a signal handler at any point, and an
+    ``except Exception`` on the way (around weight loading, say) must not report it as that step's failure.
+    """

@@ -125,8 +125,8 @@ def submit_tool_job(manager, config) -> str:
 def execute_tool_job(workspace: Workspace, job_id: str) -> dict:
     """Run tool job ``job_id`` in this process; records how it ended and writes ``result.json`` when done."""
     from core.jobs import process_start_time
+    from core.processes import Interrupted
     from core.progress import RunReporter, StopRequested
-    from core.training import Interrupted
 
     folder = runs.run_dir(workspace, job_id)
     config = job_config(runs.load_run(workspace, job_id))

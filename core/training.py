@@ -19,6 +19,7 @@ import tensorflow as tf
 from core import runs
 from core.config import TrainConfig
 from core.errors import ConfigError, StudioError, WorkspaceError
+from core.processes import Interrupted, process_start_time
 from core.progress import RunReporter, StopRequested
 from core.run_state import RESULT_STATUSES, RunStatus
 from core.workspace import WORKSPACE_ENV, Workspace
@@ -27,18 +28,9 @@ STOPPED_UNMEASURED = ("The best model so far was kept; Stop came before its accu
                       "the Evaluate page.")
 
 
-class Interrupted(BaseException):
-    """The worker was told to end (server shut down).
-
-    A ``BaseException``, like ``KeyboardInterrupt``: it is raised from a signal handler at any point, and an
-    ``except Exception`` on the way (around weight loading, say) must not report it as that step's failure.
-    """
-
-
 def train_model(config: TrainConfig, workspace: Workspace, *, on_epoch=None) -> dict:
     """Create a run for ``config`` and train it here; returns the final run record."""
     from core.datasets import load_dataset
-    from core.processes import process_start_time
 
     dataset = load_dataset(workspace, config.dataset_id)
     run_id = runs.create_run(workspace, config, classes=dataset.classes, status=RunStatus.RUNNING, pid=os.getpid(),
@@ -52,7 +44,6 @@ def execute_run(workspace: Workspace, run_id: str, *, on_epoch=None) -> dict:
     record = runs.load_run(workspace, run_id)
     config = TrainConfig.from_dict(record["config"])
     reporter = RunReporter(folder, on_epoch=on_epoch)
-    from core.processes import process_start_time
 
     runs.update_run(workspace, run_id, status=RunStatus.RUNNING, pid=os.getpid(),
                     pid_started=process_start_time(os.getpid()), started_at=time.time(), error=None)
@@ -86,6 +77,7 @@ def execute_run(workspace: Workspace, run_id: str, *, on_epoch=None) -> dict:
 
 def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: RunReporter, timings: dict) -> dict:
     from core.cluster import cluster_task
+    from core.continuation import starting_point
     from core.datasets import load_dataset
     from core.distribute import choose_strategy, configure_precision, describe_strategy, is_multi_worker
     from core.images import DEFAULT_MAX_SIDE
@@ -98,7 +90,8 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
     dataset = load_dataset(workspace, config.dataset_id)
     if "val" not in dataset.splits:
         raise ConfigError(f"Dataset {dataset.id} has no validation split; ingest it again with a validation fraction.")
-    plan = plan_run(config, workspace, dataset=dataset, run_id=run_id)  # the facts of the run, worked out once
+    start = starting_point(workspace, run_id)  # None unless this run continues an earlier one
+    plan = plan_run(config, workspace, dataset=dataset, start=start)  # the facts of the run, worked out once
     start, base, spec, image_size, weights = plan.start, plan.base, plan.spec, plan.image_size, plan.weights
     if base is not None:
         runs.update_run(workspace, run_id, base=base.record)
@@ -173,7 +166,6 @@ def train_continued(workspace, source_run: str, dataset_id: str, *, on_epoch=Non
     """Create a run continuing ``source_run`` on ``dataset_id`` and train it here; returns the final record."""
     from core.continuation import continue_config
     from core.datasets import load_dataset
-    from core.processes import process_start_time
 
     config, fields = continue_config(workspace, source_run, dataset_id, **settings)
     classes = load_dataset(workspace, config.dataset_id).classes

@@ -31,8 +31,9 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from core.errors import ConfigError
     from core.jobs import watch_parent
+    from core.processes import Interrupted
     from core.runs import load_run
-    from core.training import Interrupted, execute_run
+    from core.training import execute_run
 
     def interrupt(signum, frame):
         raise Interrupted()

@@ -17,7 +17,8 @@ from core.config import TrainConfig
 from core.datasets import delete_dataset
 from core.errors import ConfigError, WeightsError
 from core.jobs import JobManager
-from core.training import Interrupted, execute_run
+from core.processes import Interrupted
+from core.training import execute_run
 from core.workspace import atomic_write_json
 from tests.factories import make_tiny_dataset
 
