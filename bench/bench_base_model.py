@@ -40,7 +40,7 @@ def main() -> int:
     scratch = setup_environment()
     import keras
 
-    from core.datasets import ingest
+    from core.data.datasets import ingest
     from core.workspace import Workspace
 
     workspace = Workspace.open(scratch / "workspace")

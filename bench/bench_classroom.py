@@ -220,7 +220,7 @@ def start_run(server: Server, query: str) -> str:
     """Queue one long feature-extraction run (random weights, many short epochs) in the visitor's workspace."""
     from core import runs
     from core.config import TrainConfig
-    from core.datasets import load_dataset
+    from core.data.datasets import load_dataset
     from core.spaces import open_space
     from core.workspace import Workspace
 
@@ -254,7 +254,7 @@ class PacedRun:
 
         from core import runs
         from core.config import TrainConfig
-        from core.datasets import load_dataset
+        from core.data.datasets import load_dataset
         from core.jobs import process_start_time
 
         self.folder = None
@@ -403,7 +403,7 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from core.sample import create_sample_dataset
+    from core.data.sample import create_sample_dataset
     from core.workspace import Workspace
 
     template = create_sample_dataset(Workspace.open(scratch / "template"))

@@ -1,6 +1,6 @@
 """The embedding map's analysis (neighbours, both kinds of flag, PCA) at 20,000 generated feature vectors: the
 code path before (NumPy: k-nearest-neighbours computed once per flag with a full argsort of every similarity row,
-PCA by an SVD of the whole matrix), kept below for comparison, against ``core.projection`` now (neighbours once
+PCA by an SVD of the whole matrix), kept below for comparison, against ``core.insight.projection`` now (neighbours once
 with scikit-learn, PCA from the covariance). Both run side by side in one process; prints figures, asserts nothing.
 
 Usage: ``.venv/bin/python bench/bench_embedding_map.py [--images 20000] [--dim 1280]``
@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.projection import find_neighbours, flag_mislabelled, flag_outliers, project_pca  # noqa: E402
+from core.insight.projection import find_neighbours, flag_mislabelled, flag_outliers, project_pca  # noqa: E402
 
 
 def old_nearest_neighbours(embeddings: np.ndarray, k: int = 5, chunk: int = 1024) -> np.ndarray:

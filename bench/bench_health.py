@@ -6,9 +6,9 @@ slightly cropped and colour-shifted copies. It ingests that zip and computes the
 (the same cache the app uses), then
 
 - flips a share of the training labels (never a planted copy) to another class, and prints precision and recall of
-  the flagged images against the flipped ones, for ours (``core.label_issues``) and for confident learning alone
+  the flagged images against the flipped ones, for ours (``core.insight.label_issues``) and for confident learning alone
   (cleanlab's default filter on out-of-fold logistic-regression probabilities of the same embeddings), side by side, over seeds;
-- runs the near-duplicate search (``core.near_duplicates``, as the health check does) and prints how many planted
+- runs the near-duplicate search (``core.data.near_duplicates``, as the health check does) and prints how many planted
   copies were found as leakage, per kind, and how many groups hold no planted pair (false groups per 1,000 images);
 - prints what the planted pairs measured (hash bits, cosine, thumbnail correlation) against the closest other pairs;
 - ingests the planted zip once more without split folders and counts copies that landed in their original's split.
@@ -92,7 +92,7 @@ def precision_recall(flagged: np.ndarray, truth: set) -> tuple[float, float, int
 
 
 def label_noise(found, classes, rate: float, seeds: int, planted_sources: set) -> None:
-    from core.label_issues import confident_learning, find_label_issues, out_of_fold_probabilities
+    from core.insight.label_issues import confident_learning, find_label_issues, out_of_fold_probabilities
 
     index = {name: i for i, name in enumerate(classes)}
     labels = np.array([index[label] for label in found.labels])
@@ -121,8 +121,8 @@ def label_noise(found, classes, rate: float, seeds: int, planted_sources: set) -
 
 
 def near_duplicates(dataset, found, planted: list[tuple]) -> None:
-    from core.health import image_signatures
-    from core.near_duplicates import find_near_duplicate_groups
+    from core.data.near_duplicates import find_near_duplicate_groups
+    from core.insight.health import image_signatures
 
     hashes, thumbs = image_signatures(dataset)
     row_of = {entry.file: row for row, entry in enumerate(dataset.entries)}
@@ -154,7 +154,7 @@ def near_duplicates(dataset, found, planted: list[tuple]) -> None:
 
 def measure(found, planted, position, hashes, thumbs) -> None:
     """Hash bits, cosine and thumbnail correlation of the planted pairs, against every other candidate pair."""
-    from core.near_duplicates import (
+    from core.data.near_duplicates import (
         HASH_WITH_EMBEDDING_BITS,
         MIN_COSINE,
         _best_correlation,
@@ -184,7 +184,7 @@ def measure(found, planted, position, hashes, thumbs) -> None:
 
 
 def same_split(workspace, dataset, scratch: Path, per_kind: int) -> None:
-    from core.datasets import ingest
+    from core.data.datasets import ingest
 
     path = scratch / f"{dataset.id}-nosplit.zip"
     planted = planted_zip(dataset, path, per_kind, with_splits=False, seed=1)
@@ -197,7 +197,7 @@ def same_split(workspace, dataset, scratch: Path, per_kind: int) -> None:
 
 def _reuse(workspace, name: str, size: int):
     """A planted dataset of an earlier run in ``--workspace`` (the same seeded copies), so its embeddings are reused."""
-    from core.datasets import list_datasets
+    from core.data.datasets import list_datasets
 
     return next((d for d in list_datasets(workspace) if d.name == name and len(d.entries) == size), None)
 
@@ -208,8 +208,8 @@ def main() -> None:
     parser.add_argument("--workspace", default=None, help="reuse a workspace (its embedding cache) between runs")
     args = parser.parse_args()
     scratch = setup_environment()
-    from core.datasets import ingest
-    from core.projection import load_embeddings
+    from core.data.datasets import ingest
+    from core.insight.projection import load_embeddings
     from core.workspace import Workspace
 
     workspace = Workspace.open(args.workspace or scratch / "workspace")

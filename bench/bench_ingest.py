@@ -25,8 +25,8 @@ DATA = ROOT.parent / "shared" / "data"
 def measure_one(zip_path: str) -> dict:
     """Ingest one zip in this process and return its figures."""
     sys.path.insert(0, str(ROOT))
-    from core.datasets import ingest
-    from core.ingest_limits import IngestLimits
+    from core.data.datasets import ingest
+    from core.data.ingest_limits import IngestLimits
     from core.workspace import Workspace
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as folder:

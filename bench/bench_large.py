@@ -25,7 +25,7 @@ from PIL import Image  # noqa: E402
 
 from core import runs  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
-from core.datasets import ingest  # noqa: E402
+from core.data.datasets import ingest  # noqa: E402
 from core.jobs import JobManager  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 

@@ -20,8 +20,8 @@ from _common import PROJECT_ROOT, setup_environment
 scratch = setup_environment()
 
 from core import runs  # noqa: E402
-from core.cluster import start_local_workers  # noqa: E402
-from core.sample import create_sample_dataset  # noqa: E402
+from core.data.sample import create_sample_dataset  # noqa: E402
+from core.training.cluster import start_local_workers  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 

@@ -16,15 +16,15 @@ scratch = setup_environment()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from core.backbones import get_backbone  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
-from core.datasets import ingest  # noqa: E402
-from core.models import build_classifier, set_backbone_trainable  # noqa: E402
-from core.pipeline import build_augmentation, make_image_dataset  # noqa: E402
-from core.prediction import Predictor  # noqa: E402
+from core.data.datasets import ingest  # noqa: E402
+from core.models.backbones import get_backbone  # noqa: E402
+from core.models.classifier import build_classifier, set_backbone_trainable  # noqa: E402
+from core.models.pipeline import build_augmentation, make_image_dataset  # noqa: E402
+from core.models.prediction import Predictor  # noqa: E402
+from core.models.weights import resolve_weights  # noqa: E402
 from core.runs import load_history  # noqa: E402
-from core.training import train_model  # noqa: E402
-from core.weights import resolve_weights  # noqa: E402
+from core.training.trainer import train_model  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 EPOCHS = 3

@@ -1,5 +1,5 @@
 """Does the input pipeline keep up with the extractor? Decoding + resizing alone, the LiteRT extractor alone, and
-the embedding pass with both overlapped (``core.pipeline.image_batches`` feeding ``LiteRTModel``), on the stored
+the embedding pass with both overlapped (``core.models.pipeline.image_batches`` feeding ``LiteRTModel``), on the stored
 images of a shared dataset (MobileNetV2 224 px, ImageNet weights, centre crop, batch 32).
 
 Two budgets of threads:
@@ -30,10 +30,10 @@ scratch = setup_environment()
 
 def converted_mobilenet(size: int = 224):
     """(TFLite bytes, key) of the frozen MobileNetV2 extractor, from this machine's store or converted now."""
-    from core.backbones import get_backbone
-    from core.litert import ConvertedStore, convert_and_store, extractor_key
-    from core.models import build_classifier, feature_extractor
-    from core.weights import resolve_weights
+    from core.models.backbones import get_backbone
+    from core.models.classifier import build_classifier, feature_extractor
+    from core.models.litert import ConvertedStore, convert_and_store, extractor_key
+    from core.models.weights import resolve_weights
 
     spec = get_backbone("mobilenet_v2")
     weights = resolve_weights(spec, size, "imagenet")
@@ -58,8 +58,8 @@ def one_budget(paths, content, *, threads: int, workers: int, split_cores: bool)
     import numpy as np
 
     from core.config import DEFAULT_RESIZE
-    from core.litert import LiteRTModel
-    from core.pipeline import image_batches
+    from core.models.litert import LiteRTModel
+    from core.models.pipeline import image_batches
 
     cores = sorted(os.sched_getaffinity(0))
     model = LiteRTModel(content, threads=threads)
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="hymenoptera")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from core.datasets import ingest
+    from core.data.datasets import ingest
     from core.workspace import Workspace
 
     dataset = ingest(shared_zip(f"{args.dataset}.zip"), Workspace.open(scratch / "workspace"))

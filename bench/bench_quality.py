@@ -28,13 +28,13 @@ scratch = setup_environment()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from core.backbones import get_backbone  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
-from core.datasets import ingest  # noqa: E402
-from core.pipeline import make_image_dataset  # noqa: E402
-from core.roles import accuracy_with_interval  # noqa: E402
-from core.training import train_model  # noqa: E402
-from core.weights import resolve_weights  # noqa: E402
+from core.data.datasets import ingest  # noqa: E402
+from core.data.roles import accuracy_with_interval  # noqa: E402
+from core.models.backbones import get_backbone  # noqa: E402
+from core.models.pipeline import make_image_dataset  # noqa: E402
+from core.models.weights import resolve_weights  # noqa: E402
+from core.training.trainer import train_model  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 DATASETS = ("hymenoptera", "brain_tumor_mri", "sign_language_digits")

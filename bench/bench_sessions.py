@@ -19,7 +19,7 @@ os.chdir(PROJECT_ROOT)
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from core import runs  # noqa: E402
-from core.sample import create_sample_dataset  # noqa: E402
+from core.data.sample import create_sample_dataset  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 

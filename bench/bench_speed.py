@@ -55,10 +55,10 @@ def one_backbone(name: str, batch_size: int, batches: int) -> dict:
     """Part 1 for one backbone, in this (fresh) process."""
     import numpy as np
 
-    from core.backbones import get_backbone
-    from core.litert import LiteRTModel, convert_model
-    from core.models import build_classifier, feature_extractor
-    from core.weights import resolve_weights, weights_available
+    from core.models.backbones import get_backbone
+    from core.models.classifier import build_classifier, feature_extractor
+    from core.models.litert import LiteRTModel, convert_model
+    from core.models.weights import resolve_weights, weights_available
 
     spec = get_backbone(name)
     size = spec.default_size
@@ -79,7 +79,7 @@ def one_backbone(name: str, batch_size: int, batches: int) -> dict:
 
 
 def part_one(args) -> None:
-    from core.backbones import BACKBONES
+    from core.models.backbones import BACKBONES
 
     rows = []
     for name in args.backbones or list(BACKBONES):
@@ -176,9 +176,9 @@ def pipeline_figures(workspace: Path, cache: Path) -> dict:
     """Images/s of the input pipeline alone, the LiteRT extractor alone and of both together."""
     os.environ["TRANSFER_STUDIO_LITERT_CACHE"] = str(cache)
     from core.config import DEFAULT_RESIZE
-    from core.datasets import list_datasets
-    from core.litert import ConvertedStore, LiteRTModel
-    from core.pipeline import image_batches
+    from core.data.datasets import list_datasets
+    from core.models.litert import ConvertedStore, LiteRTModel
+    from core.models.pipeline import image_batches
     from core.workspace import Workspace
 
     dataset = list_datasets(Workspace.open(workspace))[0]
@@ -200,13 +200,13 @@ def prediction_figures(workspace: Path, run_id: str, cache: Path) -> dict:
     """Warm single-image latency (decode, resize, model) and batch throughput, LiteRT and Keras."""
     import statistics
 
-    from core.prediction import Predictor
+    from core.models.prediction import Predictor
     from core.workspace import Workspace
 
     ws = Workspace.open(workspace)
     fast = Predictor.from_run(ws, run_id)
     keras_only = Predictor(fast.model, fast.classes, resize=fast.resize, config=fast.config)
-    from core.datasets import load_dataset
+    from core.data.datasets import load_dataset
 
     images = load_dataset(ws, fast.config["dataset_id"]).paths("val")
     figures = {}

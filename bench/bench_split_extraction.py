@@ -1,11 +1,11 @@
 """Does splitting embedding extraction over the workers pay? One process embeds every image of a generated set;
 then two worker processes on 127.0.0.1 (MultiWorkerMirroredStrategy) each embed their share (every second image)
-and gather every worker's rows by all-reduce: the product's pass (``core.features.extract_features`` with the
-``WorkerShare`` of ``core.distributed_fit.worker_share``, as a multi-worker run makes it). Prints images/s both
+and gather every worker's rows by all-reduce: the product's pass (``core.models.features.extract_features`` with the
+``WorkerShare`` of ``core.training.distributed_fit.worker_share``, as a multi-worker run makes it). Prints images/s both
 ways and the largest difference between the gathered embeddings and the one-process ones; asserts nothing.
 
 The pass is timed from a point all processes have reached (model built and warmed up with one batch) to the
-gathered embeddings in the cache: decoding the images (``core.pipeline.image_batches``), a Keras forward pass
+gathered embeddings in the cache: decoding the images (``core.models.pipeline.image_batches``), a Keras forward pass
 (``predict_on_batch``; MobileNetV2 with random weights costs what ImageNet weights cost) and writing the cache.
 On one machine the two workers share its cores, so this shows the cost of the split there; on two machines each
 worker has its own.
@@ -52,13 +52,13 @@ def embed(role: str, paths_file: Path, out: Path, image_size: int, batch_size: i
 
     strategy = None
     if role == "worker":
-        from core.distribute import multi_worker_strategy
+        from core.training.distribute import multi_worker_strategy
 
         strategy = multi_worker_strategy()  # before any other TensorFlow work
-    from core.backbones import get_backbone
-    from core.features import extract_features
-    from core.models import build_classifier, feature_extractor
-    from core.weights import resolve_weights
+    from core.models.backbones import get_backbone
+    from core.models.classifier import build_classifier, feature_extractor
+    from core.models.features import extract_features
+    from core.models.weights import resolve_weights
     from core.workspace import Workspace
 
     paths = json.loads(paths_file.read_text())
@@ -68,7 +68,7 @@ def embed(role: str, paths_file: Path, out: Path, image_size: int, batch_size: i
     extractor = feature_extractor(model)
     share = None
     if strategy is not None:
-        from core.distributed_fit import sum_over_workers, worker_share
+        from core.training.distributed_fit import sum_over_workers, worker_share
 
         share = _timed(worker_share(strategy))
     extractor.predict_on_batch(np.zeros((batch_size, image_size, image_size, 3), np.float32))  # warm-up
@@ -76,7 +76,7 @@ def embed(role: str, paths_file: Path, out: Path, image_size: int, batch_size: i
         sum_over_workers(strategy, [1.0])  # everyone is ready: start together
     workspace = Workspace.open(out.parent / f"workspace-{role}-{share.index if share else 0}")
     started = time.perf_counter()
-    # The product's pass (core.features): each worker embeds its share, then the gather by all-reduce.
+    # The product's pass (core.models.features): each worker embeds its share, then the gather by all-reduce.
     features = extract_features(workspace, "bench", extractor, GeneratedSet(paths), image_size=image_size,
                                 resize="squash", batch_size=batch_size, share=share)
     finished = time.perf_counter()
@@ -90,7 +90,7 @@ def embed(role: str, paths_file: Path, out: Path, image_size: int, batch_size: i
 
 
 class GeneratedSet:
-    """The generated images as the one split of a dataset, as ``core.features.extract_features`` reads one."""
+    """The generated images as the one split of a dataset, as ``core.models.features.extract_features`` reads one."""
 
     id = name = "generated"
     splits = ("train",)
@@ -128,7 +128,7 @@ def run_one(scratch: Path, paths_file: Path, args) -> dict:
 
 
 def run_two(scratch: Path, paths_file: Path, args) -> list[dict]:
-    from core.cluster import free_ports, tf_config
+    from core.training.cluster import free_ports, tf_config
 
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     processes = []

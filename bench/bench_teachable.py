@@ -30,8 +30,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--photos", type=int, default=153)
     args = parser.parse_args()
-    from core.prediction import Predictor
-    from core.teachable_model import import_teachable
+    from core.delivery.teachable_model import import_teachable
+    from core.models.prediction import Predictor
     from core.workspace import Workspace
 
     with tempfile.TemporaryDirectory() as folder:

@@ -61,7 +61,7 @@ class TrainConfig:
     """
 
     dataset_id: str = setting(help="The ingested dataset to train on.", cli=None)
-    backbone: str = setting("mobilenet_v2", help="registry name of the pretrained network (core/backbones.py; the "
+    backbone: str = setting("mobilenet_v2", help="registry name of the pretrained network (core/models/backbones.py; the "
                             "Train page's table)")
     strategy: str = setting("feature-extraction", choices=STRATEGIES, help="feature-extraction: a head on the "
                             "frozen network's features; fine-tune: then its top layers trained gently at a low "

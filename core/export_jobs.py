@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from core import export, runs
+from core import runs
+from core.delivery import export
 from core.errors import ExportError, RunError
 from core.tool_jobs import ToolConfig, check_stop
 from core.workspace import Workspace, atomic_write_json, read_json

@@ -47,8 +47,8 @@ def submit_health_check(manager, config: HealthConfig) -> str:
     Raises:
         DatasetError: no such dataset. ConfigError: unknown backbone or size. WeightsError: weights missing.
     """
-    from core.backbones import get_backbone
-    from core.health import require_weights
+    from core.insight.health import require_weights
+    from core.models.backbones import get_backbone
 
     spec = get_backbone(config.backbone)
     require_weights(spec, int(config.image_size or spec.default_size))
@@ -57,7 +57,7 @@ def submit_health_check(manager, config: HealthConfig) -> str:
 
 def execute_health_job(workspace: Workspace, job_id: str) -> dict:
     """Run health job ``job_id`` in this process; records how it ended and writes ``health.json`` when done."""
-    from core.health import check_dataset
+    from core.insight.health import check_dataset
     from core.processes import Interrupted, process_start_time
     from core.progress import RunReporter, StopRequested
 
@@ -101,7 +101,7 @@ def family_report(workspace: Workspace, dataset) -> tuple[dict, str] | None:
 
     Versions keep their parent's manifest ``file`` names, so a parent's report still points at the right images.
     """
-    from core.datasets import load_dataset
+    from core.data.datasets import load_dataset
 
     records = [r for r in runs.list_runs(workspace, kind="health") if r.get("status") == RunStatus.DONE]
     current, seen = dataset, set()
@@ -121,10 +121,10 @@ def family_report(workspace: Workspace, dataset) -> tuple[dict, str] | None:
 def features_ready(workspace: Workspace, dataset, backbone: str = "mobilenet_v2", image_size: int | None = None,
                    weights: str = "imagenet") -> bool:
     """True when the embeddings of ``dataset`` for these settings are cached (the map then draws in seconds)."""
-    from core.backbones import get_backbone
     from core.config import DEFAULT_RESIZE
-    from core.features import cached_features, feature_key
-    from core.weights import resolve_weights, weights_available
+    from core.models.backbones import get_backbone
+    from core.models.features import cached_features, feature_key
+    from core.models.weights import resolve_weights, weights_available
 
     spec = get_backbone(backbone)
     size = int(image_size or spec.default_size)

@@ -100,7 +100,7 @@ class JobManager:
     def submit(self, config: TrainConfig, workspace: Workspace | None = None, *, fields: dict | None = None) -> str:
         """Queue a run for ``config`` in ``workspace`` (a space; default the manager's); returns its id.
 
-        ``fields`` are added to the run record (``continued_from`` of ``core.continuation.continue_config``:
+        ``fields`` are added to the run record (``continued_from`` of ``core.training.continuation.continue_config``:
         the run starts from an earlier run's model, which that function has checked).
         Bad settings, and a space at its limit (LimitError), raise before anything is queued. A tool job
         (export, speed, embedding map: ``core.tool_jobs``) checks its own inputs with ``prepare_job``.
@@ -119,8 +119,8 @@ class JobManager:
     @staticmethod
     def _check_run(config, workspace: Workspace, fields: dict) -> list[str]:
         """Check a training run or health check before it is queued; returns its dataset's classes."""
-        from core.datasets import load_dataset
-        from core.preflight import check_trainable
+        from core.data.datasets import load_dataset
+        from core.models.preflight import check_trainable
 
         dataset = load_dataset(workspace, config.dataset_id)
         if "continued_from" not in fields:  # the run plan: a bad setting fails here, before anything is queued
@@ -128,7 +128,7 @@ class JobManager:
             if hasattr(plan, "describe"):
                 fields["plan"] = plan.describe()
         if getattr(config, "distribution", "") == "multi-worker":  # health jobs have none
-            from core.cluster import require_workers
+            from core.training.cluster import require_workers
 
             require_workers()
         check_run_room(workspace, sum(r.get("status") in runs.ACTIVE_STATUSES for r in runs.list_runs(workspace)))
@@ -275,7 +275,7 @@ def _worker_environment(record: dict) -> dict | None:
     """A run across the configured workers trains as worker 0 (the chief) of their cluster; others inherit."""
     if (record.get("config") or {}).get("distribution") != "multi-worker":
         return None
-    from core.cluster import configured_workers, tf_config
+    from core.training.cluster import configured_workers, tf_config
 
     return {**os.environ, "TF_CONFIG": tf_config(configured_workers(), 0)}
 

@@ -1,6 +1,6 @@
 """The embedding map as a background job: embeddings (cached), projection and flags, off the page's thread.
 
-The job (kind ``embedding-map``, run by ``core.tool_jobs``) calls ``core.projection.build_embedding_map`` and writes
+The job (kind ``embedding-map``, run by ``core.tool_jobs``) calls ``core.insight.projection.build_embedding_map`` and writes
 the map's columns to ``map.json`` in its folder (image paths are left out: they are the dataset's folder and the
 ``file`` column, joined again when the map is read). Progress: ``features`` (images embedded of images, when they
 are not cached yet), ``projecting``, ``neighbours``, ``run mistakes``; Stop ends it between two of them.
@@ -37,7 +37,7 @@ class MapConfig(ToolConfig):
         "not kept."
 
     def __post_init__(self):
-        from core.projection import METHODS
+        from core.insight.projection import METHODS
 
         if self.method not in METHODS:
             raise ConfigError(f"method={self.method!r} is not one of {', '.join(METHODS)}.")
@@ -49,8 +49,8 @@ class MapConfig(ToolConfig):
             DatasetError: no such dataset. ConfigError: a size the backbone does not offer, or a run of another
             dataset. WeightsError: ImageNet weights that are not on this machine. RunError: an unknown run.
         """
-        from core.backbones import get_backbone
-        from core.datasets import load_dataset
+        from core.data.datasets import load_dataset
+        from core.models.backbones import get_backbone
 
         dataset = load_dataset(workspace, self.dataset_id)
         spec = get_backbone(self.backbone)
@@ -59,7 +59,7 @@ class MapConfig(ToolConfig):
             raise ConfigError(f"image_size={size} is not allowed for {spec.display_name}; use one of "
                               f"{', '.join(map(str, spec.allowed_sizes))}.")
         if self.weights == "imagenet":
-            from core.health import require_weights
+            from core.insight.health import require_weights
 
             require_weights(spec, size)
         if self.run_id:
@@ -71,8 +71,8 @@ class MapConfig(ToolConfig):
 
     def execute(self, workspace: Workspace, folder: Path, reporter) -> dict:
         """Draw the map into ``map.json``; returns ``{"images", "flagged", "file"}``."""
-        from core.datasets import load_dataset
-        from core.projection import build_embedding_map
+        from core.data.datasets import load_dataset
+        from core.insight.projection import build_embedding_map
 
         dataset = load_dataset(workspace, self.dataset_id)
         frame = build_embedding_map(workspace, dataset, self.backbone, image_size=self.image_size,

@@ -1,6 +1,6 @@
 """*Measure speed* as a background job: a backbone timed on real images of a dataset, off the page's thread.
 
-The job (kind ``speed``, run by ``core.tool_jobs``) calls ``core.speed.measure_speed``, which records the figure in
+The job (kind ``speed``, run by ``core.tool_jobs``) calls ``core.models.speed.measure_speed``, which records the figure in
 ``speeds.json`` where every page reads speeds; the job's result repeats it. Progress: ``preparing`` (building the
 model, converting it when the run would use LiteRT), then ``timing`` (batches timed of batches).
 """
@@ -44,8 +44,8 @@ class SpeedConfig(ToolConfig):
         Raises:
             DatasetError: no such dataset. ConfigError: unknown backbone or a size it does not offer.
         """
-        from core.backbones import get_backbone
-        from core.datasets import load_dataset
+        from core.data.datasets import load_dataset
+        from core.models.backbones import get_backbone
 
         dataset = load_dataset(workspace, self.dataset_id)
         spec = get_backbone(self.backbone)
@@ -56,8 +56,8 @@ class SpeedConfig(ToolConfig):
 
     def execute(self, workspace: Workspace, folder: Path, reporter) -> dict:
         """Time it; returns ``{"images_per_s", "runtime", "measured_on"}`` as recorded in ``speeds.json``."""
-        from core.datasets import load_dataset
-        from core.speed import latest_figure, measure_speed
+        from core.data.datasets import load_dataset
+        from core.models.speed import latest_figure, measure_speed
 
         dataset = load_dataset(workspace, self.dataset_id)
         speed = measure_speed(workspace, self.backbone, self.image_size, dataset=dataset, weights=self.weights,

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from core.datasets import delete_dataset, ingest, list_datasets
+from core.data.datasets import delete_dataset, ingest, list_datasets
+from core.data.sample import create_sample_dataset
+from core.delivery.server_import import import_root, list_importable, resolve_import_path
 from core.errors import StudioError
-from core.sample import create_sample_dataset
-from core.server_import import import_root, list_importable, resolve_import_path
 from ui import data_views as views
 from ui import health_views
 from ui.state import get_dataset_id, get_workspace, require_dataset, set_dataset_id

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
+from core.delivery.report import run_report
 from core.errors import StudioError
-from core.report import run_report
 from ui import evaluate_views as views
 from ui.dataset_match_views import choose_dataset
 from ui.state import get_run_id, get_workspace, set_run_id

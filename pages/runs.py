@@ -3,10 +3,10 @@
 import streamlit as st
 
 from core import runs
-from core.continuation import accuracy_before
+from core.delivery.report import run_report
 from core.errors import StudioError
-from core.report import run_report
 from core.run_state import RunSnapshot, RunStatus
+from core.training.continuation import accuracy_before
 from ui.charts import curves_figure
 from ui.export_views import render_export_section
 from ui.import_views import render_import_box

@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-from core.backbones import get_backbone
 from core.config import PRESETS, TrainConfig
 from core.errors import StudioError
-from core.plan import plan_run
-from core.speed import RUNTIME_NAMES
+from core.models.backbones import get_backbone
+from core.models.plan import plan_run
+from core.models.speed import RUNTIME_NAMES
 from core.speed_jobs import SpeedConfig
 from ui import base_views, tool_job_views
 from ui import train_views as views

@@ -37,9 +37,9 @@ def preload() -> None:
     import pandas  # noqa: F401
     import plotly.graph_objects  # noqa: F401
 
-    import core.backbones  # noqa: F401
-    import core.prediction  # noqa: F401
-    import core.training  # noqa: F401
+    import core.models.backbones  # noqa: F401
+    import core.models.prediction  # noqa: F401
+    import core.training.trainer  # noqa: F401
 
     gc.freeze()
 

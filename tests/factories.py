@@ -29,7 +29,7 @@ def make_class_folders(root: Path, per_class: int = 10, size: int = 40, classes=
 
 def make_tiny_dataset(workspace, tmp_path: Path, per_class: int = 10, size: int = 40):
     """Ingest a 3-class generated folder into ``workspace``; returns the Dataset."""
-    from core.datasets import ingest
+    from core.data.datasets import ingest
 
     folder = make_class_folders(tmp_path / "tiny-source", per_class=per_class, size=size)
     return ingest(folder, workspace, val_fraction=0.3, seed=0)

@@ -36,7 +36,7 @@ def require_exports() -> None:
 def imported_runs(tmp_path_factory) -> ImportedRuns:
     """One workspace holding both exports imported as runs (keras from its folder, TF.js from model.json)."""
     if "runs" not in _CACHE:
-        from core.teachable_model import import_teachable
+        from core.delivery.teachable_model import import_teachable
         from core.workspace import Workspace
 
         require_exports()

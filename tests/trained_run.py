@@ -71,7 +71,7 @@ def copy_run_to_dataset(run: TinyRun, dataset) -> str:
 
 def ingest_with_test_split(workspace, root: Path):
     """A dataset from train/ and test/ folders of generated images (so it has a test split)."""
-    from core.datasets import ingest
+    from core.data.datasets import ingest
 
     make_class_folders(root / "split-source" / "train", per_class=8, size=40, seed=3)
     make_class_folders(root / "split-source" / "test", per_class=3, size=40, seed=4)
@@ -92,7 +92,7 @@ def _small_classifier(num_classes: int):
 
 
 def _arrays(dataset, split: str):
-    from core.images import load_rgb_image, prepare_image
+    from core.data.images import load_rgb_image, prepare_image
 
     x = np.stack([prepare_image(load_rgb_image(p), IMAGE_SIZE) for p in dataset.paths(split)])
     return x, dataset.label_indices(split)

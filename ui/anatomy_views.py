@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.backbones import get_backbone
 from core.errors import StudioError
-from core.plan import RunPlan
+from core.models.backbones import get_backbone
+from core.models.plan import RunPlan
 
 SHOWN = "anatomy_shown"
 PHASES = {"frozen": "Phase 1: frozen base, new head", "top": "Fine-tuning: top layers unfrozen",
@@ -19,9 +19,9 @@ def anatomy(backbone: str, image_size: int, fine_tune_layers: int | None, num_cl
             hidden_units: int) -> dict:
     """``{mode: describe_model(...)}`` for a random-init build (the counts do not depend on the weights);
     ``fine_tune_layers`` None unfreezes the whole base, as training does."""
-    from core.anatomy import describe_model
-    from core.models import build_classifier, set_backbone_trainable
-    from core.weights import NO_WEIGHTS
+    from core.models.anatomy import describe_model
+    from core.models.classifier import build_classifier, set_backbone_trainable
+    from core.models.weights import NO_WEIGHTS
 
     model = build_classifier(get_backbone(backbone), image_size=image_size, num_classes=num_classes,
                              weights=NO_WEIGHTS, hidden_units=hidden_units)
@@ -54,7 +54,7 @@ def blocks_frame(described: dict) -> pd.DataFrame:
 
 
 def render_anatomy(plan: RunPlan, num_classes: int) -> None:
-    """The expander for a run's ``core.plan.RunPlan``; the model is built on the first click and cached per
+    """The expander for a run's ``core.models.plan.RunPlan``; the model is built on the first click and cached per
     backbone, size and layers."""
     spec, size, config = plan.spec, plan.image_size, plan.config
     layers = config.fine_tune_layers  # what fine-tuning unfreezes: None, the whole base (BatchNorm frozen)

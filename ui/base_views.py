@@ -5,10 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from core import runs
-from core.base_files import list_stored_bases, store_base_bytes
-from core.base_models import SCALING_WORDS, resolve_base
 from core.config import BASE_STRATEGIES, SETTINGS, TrainConfig
 from core.errors import StudioError
+from core.models.base_files import list_stored_bases, store_base_bytes
+from core.models.base_models import SCALING_WORDS, resolve_base
 from core.run_state import RESULT_STATUSES
 from ui import train_views as views
 from ui.text import escape_markdown

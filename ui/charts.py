@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from core.continuation import format_before
+from core.training.continuation import format_before
 
 METRIC_TITLES = {"loss": "Loss", "accuracy": "Accuracy"}
 BOUNDARY_NAME = "fine-tuning starts"
@@ -51,7 +51,7 @@ def curves_figure(histories: dict[str, list[dict]], metric: str, height: int = 3
         metric: ``loss`` or ``accuracy``.
         full_range: The whole 0-1 accuracy range (loss from 0) instead of the data's own range.
         starts: ``{label: accuracy before}`` of runs that continue an earlier model
-            (``core.continuation.accuracy_before``): the accuracy chart marks it at epoch 0.
+            (``core.training.continuation.accuracy_before``): the accuracy chart marks it at epoch 0.
     """
     figure = go.Figure()
     single = len(histories) == 1

@@ -6,10 +6,10 @@ from __future__ import annotations
 import streamlit as st
 
 from core import runs
-from core.continuation import continue_config, spec_of_run
+from core.data.roles import format_headline
 from core.errors import StudioError
-from core.roles import format_headline
 from core.run_state import RESULT_STATUSES
+from core.training.continuation import continue_config, spec_of_run
 from ui import train_views as views
 from ui.text import escape_markdown
 

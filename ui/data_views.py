@@ -13,9 +13,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.datasets import Dataset
+from core.data.datasets import Dataset
+from core.data.splits import SPLIT_ORDER
 from core.errors import StudioError
-from core.splits import SPLIT_ORDER
 from ui.paging import page_of
 from ui.text import escape_markdown
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from core.class_mapping import ALL_SPLITS, match_classes
-from core.datasets import Dataset, list_datasets
+from core.data.class_mapping import ALL_SPLITS, match_classes
+from core.data.datasets import Dataset, list_datasets
 from core.errors import StudioError
 from ui.text import escape_markdown
 

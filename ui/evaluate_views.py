@@ -11,8 +11,8 @@ import streamlit as st
 
 from core import runs
 from core.errors import StudioError
-from core.evaluation import EvaluationResult, evaluate_run
-from core.prediction import Predictor
+from core.insight.evaluation import EvaluationResult, evaluate_run
+from core.models.prediction import Predictor
 from core.workspace import Workspace
 from ui.paging import page_of
 from ui.text import escape_markdown
@@ -159,12 +159,12 @@ def per_class_table(result: EvaluationResult):
 
 
 def gradcam_available() -> bool:
-    return importlib.util.find_spec("core.gradcam") is not None
+    return importlib.util.find_spec("core.insight.gradcam") is not None
 
 
 def gradcam_overlay(model, prepared: np.ndarray, class_index: int) -> np.ndarray:
     """Grad-CAM heatmap of ``class_index`` blended over the prepared image, as uint8 RGB."""
-    from core.gradcam import compute_gradcam, overlay_heatmap
+    from core.insight.gradcam import compute_gradcam, overlay_heatmap
 
     heatmap, _, _ = compute_gradcam(model, prepared, class_index=class_index)
     return np.asarray(overlay_heatmap(prepared, heatmap), dtype=np.uint8)

@@ -9,15 +9,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import runs
-from core.backbones import BACKBONES, get_backbone
-from core.datasets import Dataset
+from core.data.datasets import Dataset
+from core.data.versions import create_version, list_versions, repeat_run_config
 from core.errors import StudioError
+from core.insight.projection import embeddings_csv, embeddings_npz, load_embeddings
 from core.map_jobs import MapConfig, load_map
-from core.projection import embeddings_csv, embeddings_npz, load_embeddings
+from core.models.backbones import BACKBONES, get_backbone
+from core.models.weights import weights_available
 from core.run_state import RunStatus
 from core.tool_jobs import ACTIVE, latest_job, tool_jobs
-from core.versions import create_version, list_versions, repeat_run_config
-from core.weights import weights_available
 from ui import tool_job_views
 from ui.paging import page_of
 from ui.state import set_dataset_id, set_run_id

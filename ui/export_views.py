@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from core import export, runs
+from core import runs
+from core.delivery import export
 from core.export_jobs import ExportConfig, export_file, latest_export_job, load_parity
 from core.tool_jobs import ACTIVE
 from core.workspace import Workspace
@@ -21,7 +22,7 @@ from ui import tool_job_views
 
 @dataclass(frozen=True)
 class ExportFormat:
-    key: str          # also the core.export parity format name
+    key: str          # also the core.delivery.export parity format name
     title: str
     mime: str
 

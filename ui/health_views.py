@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.datasets import Dataset
+from core.data.datasets import Dataset
+from core.data.versions import create_version
 from core.errors import StudioError
 from core.health_jobs import HealthConfig, family_report, latest_health_job, submit_health_check
 from core.run_state import ACTIVE_STATUSES, STARTING_STAGE, RunStatus
-from core.versions import create_version
 from ui.jobs import format_seconds, get_manager, snapshot
 from ui.state import set_dataset_id
 from ui.text import escape_markdown

@@ -6,8 +6,8 @@ import json
 
 import streamlit as st
 
+from core.delivery.teachable import ExportFiles, files_from_zip
 from core.errors import ModelImportError, StudioError
-from core.teachable import ExportFiles, files_from_zip
 from ui.state import set_run_id
 from ui.text import escape_markdown
 
@@ -61,7 +61,7 @@ def render_import_box(workspace, *, expanded: bool = False) -> None:
         if st.button("Import", disabled=not uploads, key="import_button"):
             try:
                 with st.spinner("Rebuilding the model with Keras 3…"):
-                    from core.teachable_model import import_teachable
+                    from core.delivery.teachable_model import import_teachable
 
                     record = import_teachable(workspace, export_files(uploads), name=name)
             except StudioError as exc:

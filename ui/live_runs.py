@@ -19,8 +19,8 @@ import pandas as pd
 import streamlit as st
 from streamlit import dataframe_util
 
-from core.continuation import accuracy_before
 from core.run_state import RUN_FILES, RunSnapshot
+from core.training.continuation import accuracy_before
 from core.workspace import read_json
 from ui.charts import live_curves_spec
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.data.sources import discard_spooled, spool_upload
 from core.errors import StudioError
-from core.prediction import UNKNOWN_LABEL, Predictor, results_csv, results_frame
-from core.readers import read_zip_images
-from core.sources import discard_spooled, spool_upload
+from core.models.prediction import UNKNOWN_LABEL, Predictor, results_csv, results_frame
+from core.models.readers import read_zip_images
 from core.workspace import Workspace
 from ui import evaluate_views
 from ui.text import escape_markdown

@@ -6,8 +6,8 @@ import time
 
 import pandas as pd
 
-from core.base_models import describe_base
-from core.continuation import accuracy_before, format_before
+from core.models.base_models import describe_base
+from core.training.continuation import accuracy_before, format_before
 
 
 def runs_table(records: list[dict]) -> pd.DataFrame:

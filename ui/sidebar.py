@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.datasets import load_dataset
+from core.data.datasets import load_dataset
 from core.errors import StudioError
 from core.spaces import spaces_enabled
 from core.workspace import Workspace

@@ -73,7 +73,7 @@ def set_run_id(run_id: str | None) -> None:
 
 def require_dataset(missing_message: str = "Pick or upload a dataset on the Data page first."):
     """The current dataset, or a message and ``st.stop()`` when there is none or it is gone."""
-    from core.datasets import load_dataset
+    from core.data.datasets import load_dataset
     from core.errors import StudioError
     from ui.text import escape_markdown
 

@@ -6,14 +6,14 @@ import pandas as pd
 import streamlit as st
 
 from core import runs
-from core.backbones import BACKBONES
 from core.config import PRESETS, SETTINGS
-from core.continuation import accuracy_before, format_before
+from core.data.roles import format_headline
 from core.errors import StudioError
-from core.roles import format_headline
+from core.models.backbones import BACKBONES
+from core.models.speed import RUNTIME_NAMES, expected_speed
+from core.models.weights import weights_available
 from core.run_state import RunSnapshot, RunStatus
-from core.speed import RUNTIME_NAMES, expected_speed
-from core.weights import weights_available
+from core.training.continuation import accuracy_before, format_before
 from ui.jobs import format_seconds, get_manager
 from ui.live_runs import LiveRun, live_runs
 from ui.state import get_workspace, set_run_id
@@ -147,8 +147,8 @@ def render_advanced(spec) -> dict:
 
 def workers_option() -> str | None:
     """``multi-worker`` when the server lists worker machines and the person ticks "Train on N workers"."""
-    from core.cluster import WORKERS_ENV, configured_workers
     from core.errors import ConfigError
+    from core.training.cluster import WORKERS_ENV, configured_workers
 
     try:
         workers = configured_workers()

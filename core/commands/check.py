@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     """Print the report (JSON: ``label_issues``, ``near_duplicates``, ``leakage``, ``outliers``)."""
-    from core.health import CHECK_FIELDS, check_dataset
+    from core.insight.health import CHECK_FIELDS, check_dataset
 
     report = check_dataset(Workspace.open(args.workspace), args.dataset_id, args.backbone)
     if args.json:

@@ -33,8 +33,8 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     """Compute (or reuse) the embeddings and write them; prints the output path."""
-    from core.datasets import load_dataset
-    from core.projection import embeddings_csv, embeddings_npz, load_embeddings
+    from core.data.datasets import load_dataset
+    from core.insight.projection import embeddings_csv, embeddings_npz, load_embeddings
 
     workspace = Workspace.open(args.workspace)
     dataset = load_dataset(workspace, args.dataset_id)

@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from core.evaluation import evaluate_run
+    from core.insight.evaluation import evaluate_run
 
     workspace = Workspace.open(args.workspace)
     dataset_id, mapping, split = _dataset_and_mapping(workspace, args)
@@ -49,8 +49,8 @@ def run(args) -> int:
 
 def _dataset_and_mapping(workspace, args) -> tuple[str, dict | None, str]:
     """The dataset to score on, the class mapping (None for the run's own dataset) and the split."""
-    from core.class_mapping import match_classes
-    from core.datasets import load_dataset
+    from core.data.class_mapping import match_classes
+    from core.data.datasets import load_dataset
     from core.runs import load_run
 
     record = load_run(workspace, args.run_id)

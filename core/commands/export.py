@@ -8,7 +8,7 @@ from core.workspace import Workspace
 
 
 def add_parser(subparsers) -> None:
-    from core.export import FORMATS
+    from core.delivery.export import FORMATS
 
     parser = subparsers.add_parser("export", help="export a run's model (bundle zip, TFLite, SavedModel)")
     parser.add_argument("run_id", metavar="RUN", help="run id (see `python -m core runs`)")
@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from core.export import check_parity, describe_parity, export_model
+    from core.delivery.export import check_parity, describe_parity, export_model
 
     workspace = Workspace.open(args.workspace)
     path = export_model(workspace, args.run_id, args.format, args.out, quantize=args.quantize)

@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from core.teachable_model import import_teachable
+    from core.delivery.teachable_model import import_teachable
 
     # The workspace is opened only once the export is known to import: a refusal writes nothing.
     record = import_teachable(functools.partial(Workspace.open, args.workspace), args.path, name=args.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from core.datasets import ingest
+from core.data.datasets import ingest
 from core.workspace import Workspace
 
 

@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from core.errors import ConfigError
-    from core.prediction import Predictor
+    from core.models.prediction import Predictor
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be at least 1; got {args.top_k}.")

@@ -16,9 +16,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from core.continuation import accuracy_before, format_before
-    from core.roles import format_headline
+    from core.data.roles import format_headline
     from core.runs import list_runs
+    from core.training.continuation import accuracy_before, format_before
 
     records = list_runs(Workspace.open(args.workspace))
     if args.json:

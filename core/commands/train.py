@@ -41,8 +41,8 @@ def add_setting(parser, setting: Setting) -> None:
 
 
 def run(args) -> int:
-    from core.datasets import ingest, load_dataset
-    from core.preflight import check_trainable
+    from core.data.datasets import ingest, load_dataset
+    from core.models.preflight import check_trainable
 
     workspace = Workspace.open(args.workspace)
     started = time.perf_counter()
@@ -61,14 +61,14 @@ def run(args) -> int:
     if task:
         return _run_as_worker(args, config, workspace, task, started)
     if args.continue_run:
-        from core.continuation import continued_settings
-        from core.training import train_continued
+        from core.training.continuation import continued_settings
+        from core.training.trainer import train_continued
 
         record = train_continued(workspace, args.continue_run, dataset_id, on_epoch=_print_epoch,
                                  **continued_settings(config))
     else:
         check_trainable(config, workspace)  # a mistyped backbone or missing weights must not leave a failed run behind
-        from core.training import train_model
+        from core.training.trainer import train_model
 
         record = train_model(config, workspace, on_epoch=_print_epoch)
     timings = {"ingest_s": round(ingest_s, 3), "build_s": record["timings"].get("build_s", 0.0),
@@ -104,7 +104,7 @@ def _print_result(args, record: dict, timings: dict) -> None:
                           **({"val_accuracy_before": before} if args.continue_run else {}),
                           **({"base": record.get("base")} if args.base_model else {})}))
     else:
-        from core.roles import format_headline
+        from core.data.roles import format_headline
 
         if args.continue_run:
             print(f"continued from {args.continue_run}: val_accuracy before={before}")
@@ -122,7 +122,7 @@ def _base_settings(args_workspace, args) -> dict:
         return {}
     if args.continue_run:
         raise ConfigError("--continue starts from that run's whole model; --base-model cannot go with it.")
-    from core.base_models import base_settings
+    from core.models.base_models import base_settings
 
     settings = base_settings(args_workspace, args.base_model, args.cut_layer, args.input_scaling, args.image_size)
     args.image_size = settings.pop("image_size")
@@ -131,8 +131,8 @@ def _base_settings(args_workspace, args) -> dict:
 
 def _cluster_task(args):
     """This process's task when it trains across workers (``multi-worker``, or ``auto`` with TF_CONFIG)."""
-    from core.cluster import cluster_task
-    from core.distribute import tf_config_names_workers
+    from core.training.cluster import cluster_task
+    from core.training.distribute import tf_config_names_workers
 
     if args.distribution == "multi-worker" or (args.distribution == "auto" and tf_config_names_workers()):
         task = cluster_task()
@@ -147,10 +147,10 @@ def _cluster_task(args):
 
 def _run_as_worker(args, config, workspace, task, started) -> int:
     """Train ``config`` as one worker of a cluster: the chief records the run, the others leave nothing."""
-    from core.cluster import worker_workspace
-    from core.distribute import multi_worker_strategy
-    from core.preflight import check_trainable
-    from core.training import train_model
+    from core.models.preflight import check_trainable
+    from core.training.cluster import worker_workspace
+    from core.training.distribute import multi_worker_strategy
+    from core.training.trainer import train_model
 
     check_trainable(config, workspace)
     multi_worker_strategy()  # before any other TensorFlow work in this process

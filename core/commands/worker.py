@@ -33,7 +33,7 @@ def run(args) -> int:
     from core.jobs import watch_parent
     from core.processes import Interrupted
     from core.runs import load_run
-    from core.training import execute_run
+    from core.training.trainer import execute_run
 
     def interrupt(signum, frame):
         raise Interrupted()
@@ -43,14 +43,14 @@ def run(args) -> int:
         watch_parent(args.parent_pid, lambda: os.kill(os.getpid(), signal.SIGTERM))
     workspace = Workspace.open(args.workspace)
     if args.join is not None:
-        from core.cluster import serve_as_worker
+        from core.training.cluster import serve_as_worker
 
         return serve_as_worker(workspace, args.join)
     if not args.run_id:
         raise ConfigError("Give the RUN_ID to train, or --join N to serve as worker N.")
     record = load_run(workspace, args.run_id)
     if args.as_worker is not None:
-        from core.training import train_as_worker
+        from core.training.trainer import train_as_worker
 
         return train_as_worker(workspace, record, args.as_worker)
     from core.tool_jobs import TOOL_KINDS
@@ -65,7 +65,7 @@ def run(args) -> int:
         record = execute_tool_job(workspace, args.run_id)
     else:
         if record.get("config", {}).get("distribution") == "multi-worker":
-            from core.distribute import multi_worker_strategy
+            from core.training.distribute import multi_worker_strategy
 
             multi_worker_strategy()  # the chief of a run across workers: before any other TensorFlow work
         record = execute_run(workspace, args.run_id)

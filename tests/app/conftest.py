@@ -31,7 +31,7 @@ def app_workspace(tmp_path, monkeypatch):
 
 @pytest.fixture
 def sample_dataset(app_workspace):
-    from core.sample import create_sample_dataset
+    from core.data.sample import create_sample_dataset
 
     return create_sample_dataset(app_workspace)
 

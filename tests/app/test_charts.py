@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.evaluation import evaluate_predictions
+from core.insight.evaluation import evaluate_predictions
 from ui.charts import BOUNDARY_NAME, curves_figure, live_curves_spec
 from ui.evaluate_views import confusion_figure, per_class_figure
 

@@ -23,7 +23,7 @@ def imported_run(app_workspace, tmp_path_factory):
 
 
 def _leaves_dataset(workspace, root, names=("Diseased_Leaves", "Healthy Leaves"), per_class=8):
-    from core.datasets import ingest
+    from core.data.datasets import ingest
 
     source = make_class_folders(root, per_class=per_class, size=48, classes=("red", "green"))
     for colour, name in zip(("red", "green"), names, strict=True):

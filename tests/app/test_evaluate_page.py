@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.evaluation import evaluate_run
+from core.insight.evaluation import evaluate_run
 from core.workspace import WORKSPACE_ENV
 from tests.app.conftest import open_page
 
@@ -76,10 +76,10 @@ def test_evaluate_page_without_runs_says_to_train_first(tmp_path, monkeypatch):
 def _classifier_run(tiny_run) -> str:
     """A finished run whose model is a real Transfer Studio classifier (MobileNetV2, random init, 32 px)."""
     from core import runs
-    from core.backbones import get_backbone
     from core.config import TrainConfig
-    from core.models import build_classifier
-    from core.weights import resolve_weights
+    from core.models.backbones import get_backbone
+    from core.models.classifier import build_classifier
+    from core.models.weights import resolve_weights
 
     spec = get_backbone("mobilenet_v2")
     config = TrainConfig(dataset_id=tiny_run.dataset.id, image_size=32, weights="none")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from core import runs
-from core.datasets import load_dataset
+from core.data.datasets import load_dataset
 from core.jobs import process_start_time
 from core.map_jobs import MapConfig
 from core.workspace import atomic_write_json
@@ -14,7 +14,7 @@ from tests.app.conftest import open_page
 
 def test_map_renders_and_relabel_creates_a_current_version(app_workspace, sample_dataset, keras_home,
                                                             jobs_in_process):
-    from core.projection import load_embeddings
+    from core.insight.projection import load_embeddings
 
     load_embeddings(app_workspace, sample_dataset, "mobilenet_v2")  # what the features job leaves in the cache
     at = open_page("explore", timeout=180, dataset=sample_dataset.id)
@@ -59,7 +59,7 @@ def _map_job(workspace, dataset, status: str, **fields) -> str:
 
 
 def test_a_map_job_in_progress_shows_the_images_embedded_and_stop(app_workspace, sample_dataset, keras_home):
-    from core.projection import load_embeddings
+    from core.insight.projection import load_embeddings
 
     load_embeddings(app_workspace, sample_dataset, "mobilenet_v2")
     job_id = _map_job(app_workspace, sample_dataset, "running")
@@ -81,7 +81,7 @@ def test_a_map_job_in_progress_shows_the_images_embedded_and_stop(app_workspace,
 def test_repeat_run_queues_the_last_runs_settings_on_the_version(app_workspace, sample_dataset):
     from core import runs
     from core.config import TrainConfig
-    from core.versions import create_version
+    from core.data.versions import create_version
 
     config = TrainConfig(dataset_id=sample_dataset.id, image_size=96, weights="none", epochs=1, batch_size=64)
     original = runs.create_run(app_workspace, config, classes=sample_dataset.classes, status="done")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core import runs
-from core.datasets import load_dataset
+from core.data.datasets import load_dataset
 from core.health_jobs import REPORT, HealthConfig
 from core.workspace import atomic_write_json
 from tests.app.conftest import open_page

@@ -7,7 +7,7 @@ import zipfile
 
 from PIL import Image
 
-from core.sources import ZipSource
+from core.data.sources import ZipSource
 from ui import predict_views
 
 

@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import runs
 from core.config import TrainConfig
-from core.datasets import ingest, list_datasets
+from core.data.datasets import ingest, list_datasets
 from core.spaces import KEY_PATTERN, create_space, identity_key, spaces_dir
 from tests.app.conftest import APP
 from tests.factories import make_class_folders, make_tiny_dataset

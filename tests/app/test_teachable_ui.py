@@ -59,7 +59,7 @@ def test_a_truncated_upload_is_refused_with_an_error_and_no_run(app_workspace):
 
 
 def test_loose_uploads_renamed_by_the_browser_are_recognised_by_kind():
-    from core.teachable import read_export
+    from core.delivery.teachable import read_export
     from ui.import_views import export_files
 
     require_exports()
@@ -81,7 +81,7 @@ def imported_workspace(app_workspace, tmp_path_factory):
 
 def test_evaluate_asks_to_confirm_class_pairs_that_differ_in_case_then_scores(app_workspace, imported_workspace,
                                                                               tmp_path):
-    from core.datasets import ingest
+    from core.data.datasets import ingest
     from tests.factories import make_class_folders
 
     source = make_class_folders(tmp_path / "leaves", per_class=5, size=48, classes=("red", "green"))

@@ -49,7 +49,7 @@ def test_a_model_file_uploaded_on_the_train_page_is_the_base_of_a_run_and_that_r
 
 
 def test_a_model_file_with_a_lambda_layer_is_refused_on_the_page(sample_dataset, tmp_path):
-    from core.base_files import list_stored_bases
+    from core.models.base_files import list_stored_bases
     from core.workspace import Workspace
 
     at = open_page("train", dataset=sample_dataset.id)

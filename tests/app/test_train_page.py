@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.speed import RUNTIME_NAMES
+from core.models.speed import RUNTIME_NAMES
 from tests.app.conftest import open_page, rerun_until
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from core import runs
-from core.cluster import WORKERS_ENV, free_ports
+from core.training.cluster import WORKERS_ENV, free_ports
 from tests.app.conftest import open_page, rerun_until
 from tests.app.test_train_page import _configure, _start, _texts
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from core.anatomy import describe_model, group_layers
-from core.backbones import get_backbone
 from core.errors import ConfigError
-from core.models import build_classifier, set_backbone_trainable
-from core.weights import NO_WEIGHTS
+from core.models.anatomy import describe_model, group_layers
+from core.models.backbones import get_backbone
+from core.models.classifier import build_classifier, set_backbone_trainable
+from core.models.weights import NO_WEIGHTS
 
 
 @pytest.fixture(autouse=True)

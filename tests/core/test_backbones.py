@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.backbones import BACKBONES, get_backbone
 from core.errors import ConfigError
+from core.models.backbones import BACKBONES, get_backbone
 
 REQUIRED = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "efficientnet_v2_b0",
             "resnet50", "resnet50_v2", "inception_v3", "xception", "vgg16", "densenet121", "convnext_tiny")
@@ -37,7 +37,7 @@ def test_weights_file_is_the_one_keras_asks_for(name, monkeypatch):
     import keras
     from keras.src.utils import file_utils
 
-    from core.weights import weights_origin
+    from core.models.weights import weights_origin
 
     requested = []
 
@@ -68,7 +68,7 @@ def test_mobilenet_v2_odd_sizes_use_the_224_file():
 def test_preprocessing_layers_match_keras_preprocess_input(name):
     import keras
 
-    from core.models import preprocessing_layers
+    from core.models.classifier import preprocessing_layers
 
     spec = get_backbone(name)
     images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")

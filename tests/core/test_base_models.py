@@ -14,7 +14,7 @@ SIZE = 32
 
 
 def _dataset(workspace, root, classes):
-    from core.datasets import ingest
+    from core.data.datasets import ingest
 
     source = make_class_folders(root, per_class=10, size=40, classes=classes)
     return ingest(source, workspace, val_fraction=0.3, seed=0)
@@ -60,7 +60,7 @@ def _printed(capsys) -> dict:
 
 
 def test_a_model_file_is_stored_with_its_hash_and_cut_where_its_features_are(space, tmp_path):
-    from core.base_files import bases_dir, store_base_file
+    from core.models.base_files import bases_dir, store_base_file
 
     path = _functional_file(tmp_path / "colleague.keras")
     stored = store_base_file(space[0], path)
@@ -73,9 +73,9 @@ def test_a_model_file_is_stored_with_its_hash_and_cut_where_its_features_are(spa
 
 
 def test_a_model_file_as_base_trains_evaluates_predicts_and_explains(space, tmp_path, capsys):
-    from core.evaluation import evaluate_run
-    from core.gradcam import compute_gradcam
-    from core.prediction import Predictor
+    from core.insight.evaluation import evaluate_run
+    from core.insight.gradcam import compute_gradcam
+    from core.models.prediction import Predictor
     from core.runs import load_run, load_run_model
 
     workspace, colours = space[0], space[1]
@@ -95,7 +95,7 @@ def test_a_model_file_as_base_trains_evaluates_predicts_and_explains(space, tmp_
     original = keras.saving.load_model(path, safe_mode=True)
     pixels = np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
     expected = keras.Model(original.inputs, original.get_layer("embed").output)(pixels)
-    from core.models import feature_extractor
+    from core.models.classifier import feature_extractor
 
     assert np.abs(np.asarray(feature_extractor(model)(pixels)) - np.asarray(expected)).max() < 1e-5
     assert model.get_layer("pool").name == "pool" and len(model.get_layer("backbone").output.shape) == 4
@@ -127,7 +127,7 @@ def test_the_embedding_cache_is_keyed_by_the_file_and_its_cut(space, tmp_path, c
 
 
 def test_a_run_is_the_base_of_a_run_on_other_classes_and_fine_tunes(space, tmp_path, capsys):
-    from core.models import feature_extractor
+    from core.models.classifier import feature_extractor
     from core.runs import load_history, load_run, load_run_model
 
     workspace, colours, pair = space[0], space[1], space[2]
@@ -182,7 +182,7 @@ def test_continuing_a_run_trained_on_a_model_file_keeps_its_base(space, tmp_path
 def test_files_that_cannot_be_a_base_are_refused_with_one_error_line(space, tmp_path, capsys, make, expected):
     import keras
 
-    from core.base_files import bases_dir
+    from core.models.base_files import bases_dir
 
     path = tmp_path / ("model.h5" if make == "text_h5" else "model.keras")
     if make == "lambda":
@@ -234,7 +234,7 @@ def test_a_mobilenet_v2_saved_whole_is_a_base_with_its_own_input_size(space, tmp
 def test_a_run_on_a_model_file_exports_with_its_base_on_the_model_card(space, tmp_path, capsys):
     import zipfile
 
-    from core.export import check_parity, export_model
+    from core.delivery.export import check_parity, export_model
 
     path = _functional_file(tmp_path / "colleague.keras")
     _train(space, space[1].id, "--base-model", str(path), "--cut-layer", "embed", "--head", "linear")
@@ -247,7 +247,7 @@ def test_a_run_on_a_model_file_exports_with_its_base_on_the_model_card(space, tm
 
 
 def test_a_legacy_h5_file_is_a_base_too(space, tmp_path):
-    from core.base_files import store_base_file
+    from core.models.base_files import store_base_file
 
     stored = store_base_file(space[0], _functional_file(tmp_path / "colleague.h5"))
     assert stored.path.suffix == ".h5" and stored.default_cut == "gap" and stored.input_size == SIZE
@@ -256,8 +256,8 @@ def test_a_legacy_h5_file_is_a_base_too(space, tmp_path):
 def test_too_large_files_and_custom_objects_are_refused(space, tmp_path, monkeypatch):
     import keras
 
-    from core import base_files
     from core.errors import ModelImportError
+    from core.models import base_files
 
     path = _functional_file(tmp_path / "colleague.keras")
     monkeypatch.setattr(base_files, "MAX_BASE_BYTES", 1000)
@@ -280,9 +280,9 @@ def test_too_large_files_and_custom_objects_are_refused(space, tmp_path, monkeyp
 def test_a_cut_with_no_feature_map_below_trains_on_its_vector_and_grad_cam_says_why_not(space, tmp_path):
     import keras
 
-    from core.base_models import resolve_base
     from core.errors import ConfigError
-    from core.gradcam import compute_gradcam
+    from core.insight.gradcam import compute_gradcam
+    from core.models.base_models import resolve_base
 
     inputs = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.Flatten(name="flat")(inputs)

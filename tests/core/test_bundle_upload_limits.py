@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from core.errors import ExportError
-from core.prediction import Predictor
+from core.models.prediction import Predictor
 from tests.trained_run import shared_tiny_run
 
 

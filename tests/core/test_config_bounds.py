@@ -6,7 +6,7 @@ import pytest
 
 from core.cli import main
 from core.config import TrainConfig
-from core.datasets import list_datasets
+from core.data.datasets import list_datasets
 from core.errors import ConfigError
 
 

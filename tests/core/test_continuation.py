@@ -18,7 +18,7 @@ def runs(tmp_path_factory):
 
 
 def _dataset(workspace, root, names, per_class=10):
-    from core.datasets import ingest
+    from core.data.datasets import ingest
 
     source = make_class_folders(root, per_class=per_class, size=48, classes=("red", "green", "blue")[:len(names)])
     for colour, name in zip(("red", "green", "blue"), names, strict=False):
@@ -27,9 +27,9 @@ def _dataset(workspace, root, names, per_class=10):
 
 
 def test_the_starting_model_keeps_its_answers_with_outputs_in_the_dataset_order(runs):
-    from core.continuation import StartingPoint
-    from core.prediction import Predictor
+    from core.models.prediction import Predictor
     from core.runs import load_run, model_path
+    from core.training.continuation import StartingPoint
 
     source = Predictor.from_run(runs.workspace, runs.keras_run)
     classes = tuple(load_run(runs.workspace, runs.keras_run)["classes"])

@@ -14,7 +14,7 @@ def test_mirrored_strategy_over_two_cpu_devices_learns():
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import keras
-        from core.distribute import choose_strategy
+        from core.training.distribute import choose_strategy
         strategy = choose_strategy("mirrored")
         assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
         rng = np.random.default_rng(0)
@@ -36,7 +36,7 @@ def test_mirrored_strategy_over_two_cpu_devices_learns():
 
 
 def test_auto_strategy_on_this_cpu_machine_is_the_default_one():
-    code = "from core.distribute import choose_strategy; import tensorflow as tf; " \
+    code = "from core.training.distribute import choose_strategy; import tensorflow as tf; " \
            "print(choose_strategy('auto') is tf.distribute.get_strategy())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("True")
@@ -46,9 +46,9 @@ def test_under_mixed_precision_the_model_still_outputs_float32_probabilities():
     code = textwrap.dedent("""
         import keras, numpy as np
         keras.mixed_precision.set_global_policy("mixed_float16")
-        from core.backbones import get_backbone
-        from core.models import build_classifier
-        from core.weights import resolve_weights
+        from core.models.backbones import get_backbone
+        from core.models.classifier import build_classifier
+        from core.models.weights import resolve_weights
         spec = get_backbone("mobilenet_v2")
         model = build_classifier(spec, image_size=96, num_classes=3, weights=resolve_weights(spec, 96, "none"))
         probs = np.asarray(model(np.zeros((2, 96, 96, 3), "float32")))
@@ -66,9 +66,9 @@ def test_the_training_engine_runs_under_mirrored_strategy_on_two_cpu_devices(tmp
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from core import runs
         from core.config import TrainConfig
-        from core.sample import create_sample_dataset
-        from core.pipeline import make_image_dataset
-        from core.training import train_model
+        from core.data.sample import create_sample_dataset
+        from core.models.pipeline import make_image_dataset
+        from core.training.trainer import train_model
         from core.workspace import Workspace
         workspace = Workspace.open({str(tmp_path / "workspace")!r})
         dataset = create_sample_dataset(workspace)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.features import cached_features, extract_features
+from core.models.features import cached_features, extract_features
 from core.progress import RunReporter, StopRequested
 from tests.factories import make_tiny_dataset
 
@@ -126,7 +126,7 @@ def _split_pass(workspace, dataset, count: int, batch_size: int = 4):
     """Every worker's pass of a ``count``-way split run in turn in one process, with a stand-in gather: workers
     1.. record what they contribute (each sees only its own rows), worker 0 adds them all up. Returns worker 0's
     embeddings and every worker's number of gathers."""
-    from core.features import WorkerShare
+    from core.models.features import WorkerShare
 
     contributions = {}
 
@@ -154,9 +154,9 @@ def _split_pass(workspace, dataset, count: int, batch_size: int = 4):
 
 @pytest.mark.parametrize("count", [2, 7])
 def test_a_pass_split_across_workers_gathers_the_one_process_embeddings(workspace, tmp_path, monkeypatch, count):
-    import core.features
+    import core.models.features
 
-    monkeypatch.setattr(core.features, "GATHER_FLOATS", 16)  # 4 rows a gather: the last of 30 is padded
+    monkeypatch.setattr(core.models.features, "GATHER_FLOATS", 16)  # 4 rows a gather: the last of 30 is padded
     dataset = make_tiny_dataset(workspace, tmp_path)
     whole = extract_features(workspace, "one", ContentEmbedder(), dataset, image_size=32, resize="squash",
                              batch_size=4)
@@ -169,7 +169,7 @@ def test_a_pass_split_across_workers_gathers_the_one_process_embeddings(workspac
 
 
 def test_a_shorter_share_still_answers_every_stop_question_of_the_pass(workspace, tmp_path):
-    from core.features import WorkerShare, feature_meta
+    from core.models.features import WorkerShare, feature_meta
 
     dataset = make_tiny_dataset(workspace, tmp_path)  # 30 images over 7 workers: shares of 5 and of 4 images
     asked = {}
@@ -185,7 +185,7 @@ def test_a_shorter_share_still_answers_every_stop_question_of_the_pass(workspace
 
 
 def test_when_another_worker_has_the_cache_the_share_is_not_used(workspace, tmp_path):
-    from core.features import WorkerShare, feature_meta
+    from core.models.features import WorkerShare, feature_meta
 
     dataset = make_tiny_dataset(workspace, tmp_path)
     agreement = Agreement(theirs=lambda call: call == 1)

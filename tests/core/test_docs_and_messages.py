@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from core.cli import build_parser
+from core.data.ingest_limits import IngestLimits
 from core.errors import DatasetError
-from core.ingest_limits import IngestLimits
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from core.class_mapping import match_classes
 from core.cli import main
+from core.data.class_mapping import match_classes
 from core.errors import ConfigError
 from tests.factories import make_class_folders
 from tests.teachable_runs import imported_runs
@@ -21,7 +21,7 @@ def runs(tmp_path_factory):
 
 def _dataset(workspace, root, names):
     """A generated dataset whose class folders are renamed to ``names``."""
-    from core.datasets import ingest
+    from core.data.datasets import ingest
 
     source = make_class_folders(root, per_class=6, size=48, classes=("red", "green", "blue")[:len(names)])
     for colour, name in zip(("red", "green", "blue"), names, strict=False):
@@ -30,7 +30,7 @@ def _dataset(workspace, root, names):
 
 
 def test_an_imported_run_is_scored_on_a_dataset_whose_names_differ_in_case_and_spacing(runs, tmp_path, capsys):
-    from core.prediction import Predictor
+    from core.models.prediction import Predictor
 
     dataset = _dataset(runs.workspace, tmp_path / "leaves", ["Diseased_Leaves", "healthy-LEAVES"])
     argv = ["evaluate", runs.tfjs_run, "--dataset", dataset.id, "--json", "--records",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
-from core.evaluation import evaluate_predictions
+from core.insight.evaluation import evaluate_predictions
 
 CLASSES = ("ant", "bee", "cat")
 # true:      a    a    a    b    b    c
@@ -111,8 +111,8 @@ def tiny(tmp_path_factory):
 
 
 def test_evaluate_run_on_validation_split_matches_predictor(tiny):
-    from core.evaluation import evaluate_run
-    from core.prediction import Predictor
+    from core.insight.evaluation import evaluate_run
+    from core.models.prediction import Predictor
 
     result = evaluate_run(tiny.workspace, tiny.run_id)
     paths = tiny.dataset.paths("val")
@@ -125,7 +125,7 @@ def test_evaluate_run_on_validation_split_matches_predictor(tiny):
 
 
 def test_evaluate_run_test_split_only_when_dataset_has_one(tiny, tmp_path):
-    from core.evaluation import evaluate_run
+    from core.insight.evaluation import evaluate_run
     from tests.trained_run import copy_run_to_dataset, ingest_with_test_split
 
     with pytest.raises(ConfigError, match="no 'test' split"):
@@ -141,7 +141,7 @@ def test_evaluate_run_without_model_is_a_run_error(tiny):
     from core import runs
     from core.config import TrainConfig
     from core.errors import RunError
-    from core.evaluation import evaluate_run
+    from core.insight.evaluation import evaluate_run
 
     config = TrainConfig(dataset_id=tiny.dataset.id, image_size=32, weights="none")
     run_id = runs.create_run(tiny.workspace, config, classes=tiny.dataset.classes, status="failed")

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import ExportError, RunError
-from core.export import (
+from core.data.images import RESIZE_MODES, as_stored, load_rgb_image, prepare_image
+from core.delivery.export import (
     FLOAT_TOLERANCE,
     MIN_AGREEMENT,
     QUANTIZED_MEAN_TOLERANCE,
@@ -26,11 +26,11 @@ from core.export import (
     export_savedmodel,
     export_tflite,
 )
-from core.images import RESIZE_MODES, as_stored, load_rgb_image, prepare_image
-from core.prediction import Predictor
+from core.errors import ExportError, RunError
+from core.models.prediction import Predictor
 from tests.trained_run import shared_tiny_run
 
-SCRIPT = Path(__file__).resolve().parents[2] / "core" / "bundle_predict.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "core" / "delivery" / "bundle_predict.py"
 BUNDLE_FILES = {"model.keras", "model.tflite", "labels.json", "config.json", "metrics.json", "MODEL_CARD.md",
                 "REPORT.html", "predict.py"}
 
@@ -155,7 +155,7 @@ def test_bundle_script_on_keras_answers_like_on_litert(tiny, bundle, tmp_path):
 def test_real_mobilenet_run_bundle_predicts_the_same_in_fresh_process(keras_home, tmp_path):
     """The contract's model (preprocessing layers, nested backbone, head) reloads in safe mode elsewhere."""
     from core.config import TrainConfig
-    from core.training import train_model
+    from core.training.trainer import train_model
     from core.workspace import Workspace
     from tests.factories import make_tiny_dataset
 
@@ -233,7 +233,7 @@ def test_export_errors_are_export_or_run_errors(tiny, tmp_path):
 
 
 def test_run_report_is_the_html_card_of_the_runs_headline_split(tiny):
-    from core.report import run_report
+    from core.delivery.report import run_report
 
     report = run_report(tiny.workspace, tiny.run_id)
     from core import runs
@@ -249,7 +249,7 @@ def test_savedmodel_of_a_model_with_list_inputs_serves_one_batch_of_pixels(tmp_p
     import keras
     import tensorflow as tf
 
-    from core.conversion import export_saved_model
+    from core.models.conversion import export_saved_model
 
     image = keras.Input((8, 8, 3), name="image")
     base = keras.Model(image, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(image)))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.fast_models import ComposedModel, HeadFunction, fast_model_for_run
-from core.litert import ConvertedStore, convert_model, extractor_key
-from core.models import build_head
+from core.models.classifier import build_head
+from core.models.fast_models import ComposedModel, HeadFunction, fast_model_for_run
+from core.models.litert import ConvertedStore, convert_model, extractor_key
 
 SIZE = 32
 
@@ -74,7 +74,7 @@ def test_without_a_converted_extractor_the_run_answers_on_keras(classifier, tmp_
 def test_a_model_tflite_older_than_model_keras_is_ignored(classifier, tmp_path):
     import os
 
-    from core.fast_models import fast_model_for_file
+    from core.models.fast_models import fast_model_for_file
 
     (tmp_path / "model.tflite").write_bytes(convert_model(classifier)[0])
     (tmp_path / "model.keras").write_bytes(b"newer")

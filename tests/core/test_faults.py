@@ -29,7 +29,7 @@ def _config(dataset, **overrides):
 def test_a_full_disk_while_saving_fails_the_run_with_a_clear_message(workspace, tmp_path, monkeypatch):
     import keras
 
-    from core.training import train_model
+    from core.training.trainer import train_model
 
     dataset = make_tiny_dataset(workspace, tmp_path)
 

@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 
-from core.features import cached_features
-from core.projection import embeddings_csv, embeddings_npz, load_embeddings
+from core.insight.projection import embeddings_csv, embeddings_npz, load_embeddings
+from core.models.features import cached_features
 from tests.factories import make_tiny_dataset
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.features import extract_features
+from core.models.features import extract_features
 from tests.factories import make_tiny_dataset
 
 

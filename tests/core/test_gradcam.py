@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.backbones import BACKBONES, get_backbone
 from core.errors import ConfigError
-from core.gradcam import compute_gradcam, jet_colors, overlay_heatmap
-from core.models import build_classifier, feature_extractor, head_of
-from core.weights import NO_WEIGHTS
+from core.insight.gradcam import compute_gradcam, jet_colors, overlay_heatmap
+from core.models.backbones import BACKBONES, get_backbone
+from core.models.classifier import build_classifier, feature_extractor, head_of
+from core.models.weights import NO_WEIGHTS
 
 SIZE, SQUARE = 224, 64
 
@@ -31,7 +31,7 @@ def square_detector(keras_home):
     somewhere on noise, class 1 = noise only."""
     import keras
 
-    from core.weights import resolve_weights
+    from core.models.weights import resolve_weights
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)

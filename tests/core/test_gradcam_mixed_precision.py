@@ -5,10 +5,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from core.backbones import get_backbone
-from core.gradcam import compute_gradcam
-from core.models import build_classifier
-from core.weights import NO_WEIGHTS
+from core.insight.gradcam import compute_gradcam
+from core.models.backbones import get_backbone
+from core.models.classifier import build_classifier
+from core.models.weights import NO_WEIGHTS
 
 
 def test_gradcam_works_for_a_model_built_under_mixed_float16(tmp_path):

@@ -16,9 +16,9 @@ from PIL import Image
 
 from core import runs
 from core.cli import main
-from core.datasets import ingest, load_dataset
-from core.health import CHECK_FIELDS, check_dataset
+from core.data.datasets import ingest, load_dataset
 from core.health_jobs import HealthConfig, execute_health_job, family_report, latest_health_job, load_report
+from core.insight.health import CHECK_FIELDS, check_dataset
 from core.workspace import Workspace
 
 COLOURS = {"red": (210, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 210)}

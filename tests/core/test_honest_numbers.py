@@ -8,8 +8,8 @@ import pytest
 
 from core import runs
 from core.config import TrainConfig
-from core.splits import MIN_CLASS_IMAGES_FOR_TEST, SplitItem, assign_splits
-from core.training import train_model
+from core.data.splits import MIN_CLASS_IMAGES_FOR_TEST, SplitItem, assign_splits
+from core.training.trainer import train_model
 from tests.factories import make_tiny_dataset
 from tests.trained_run import ingest_with_test_split
 
@@ -22,7 +22,7 @@ def _config(dataset, **overrides) -> TrainConfig:
 
 
 def _evaluate_saved(workspace, run_id, split):
-    from core.evaluation import evaluate_run
+    from core.insight.evaluation import evaluate_run
 
     return evaluate_run(workspace, run_id, split=split)
 
@@ -59,8 +59,8 @@ def test_headline_comes_from_val_when_there_is_no_test_and_choices_use_a_train_h
 
 
 def test_feature_extraction_chooses_its_head_by_cross_validation_and_saves_it(workspace, tmp_path):
-    from core.features import cached_features
-    from core.models import head_of
+    from core.models.classifier import head_of
+    from core.models.features import cached_features
 
     dataset = make_tiny_dataset(workspace, tmp_path)
     record = train_model(_config(dataset, head="auto"), workspace)
@@ -80,8 +80,8 @@ def test_feature_extraction_chooses_its_head_by_cross_validation_and_saves_it(wo
 
 
 def test_fitted_heads_load_into_keras_heads_exactly():
-    from core.heads import HeadCandidate, fit_candidate, load_head_weights
-    from core.models import build_head
+    from core.models.classifier import build_head
+    from core.models.heads import HeadCandidate, fit_candidate, load_head_weights
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 16)).astype("float32") * 3 + 1
@@ -97,7 +97,7 @@ def test_fitted_heads_load_into_keras_heads_exactly():
 
 
 def test_cross_validation_prefers_the_candidate_that_generalizes():
-    from core.heads import HeadCandidate, cross_validate
+    from core.models.heads import HeadCandidate, cross_validate
 
     rng = np.random.default_rng(1)
     y = np.repeat([0, 1], 40)
@@ -127,7 +127,7 @@ def test_a_test_split_is_carved_only_from_large_uploads_without_splits():
 
 
 def test_wilson_interval_matches_the_textbook_values():
-    from core.roles import wilson_interval
+    from core.data.roles import wilson_interval
 
     low, high = wilson_interval(8, 10)
     assert low == pytest.approx(0.4902, abs=1e-3) and high == pytest.approx(0.9433, abs=1e-3)
@@ -135,7 +135,7 @@ def test_wilson_interval_matches_the_textbook_values():
 
 
 def test_feature_cache_key_holds_the_seed_only_for_random_weights():
-    from core.features import feature_key
+    from core.models.features import feature_key
 
     random = [feature_key("d", "mobilenet_v2", 96, "squash", "none", seed=seed) for seed in (0, 1)]
     assert random[0] != random[1]
@@ -199,9 +199,9 @@ def test_a_new_stage_starts_without_the_last_stages_position(tmp_path):
 def test_folds_and_the_holdout_keep_near_identical_images_together(workspace, tmp_path):
     from PIL import Image
 
-    from core.datasets import ingest
-    from core.heads import fold_indices
-    from core.roles import data_roles
+    from core.data.datasets import ingest
+    from core.data.roles import data_roles
+    from core.models.heads import fold_indices
     from tests.factories import make_class_folders
 
     folder = make_class_folders(tmp_path / "src", per_class=12, size=64)
@@ -228,8 +228,8 @@ def test_folds_and_the_holdout_keep_near_identical_images_together(workspace, tm
 def test_fine_tuning_replaces_the_feature_extraction_model_only_by_a_win_beyond_the_noise():
     import keras
 
-    from core.phases import handover_margin
     from core.progress import Best, BestWeights
+    from core.training.phases import handover_margin
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     kept = [w.copy() for w in model.get_weights()]
@@ -248,7 +248,7 @@ def test_fine_tuning_replaces_the_feature_extraction_model_only_by_a_win_beyond_
 
 
 def test_a_candidate_level_with_the_best_within_one_standard_error_wins_if_it_is_simpler():
-    from core.heads import MLP_CANDIDATES, HeadCandidate, one_standard_error_choice
+    from core.models.heads import MLP_CANDIDATES, HeadCandidate, one_standard_error_choice
 
     simple, complex_ = HeadCandidate("linear C=0.01", "linear", l2=0.01), MLP_CANDIDATES[0]
     ranked = [{"name": complex_.name, "accuracy": 0.93, "std": 0.03, "folds": 5},   # SE 0.0134

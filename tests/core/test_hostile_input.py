@@ -18,9 +18,9 @@ import zlib
 
 import pytest
 
-from core.datasets import ingest
+from core.data.datasets import ingest
+from core.data.ingest_limits import IngestLimits
 from core.errors import DatasetError
-from core.ingest_limits import IngestLimits
 from tests.core.test_ingest_support import class_files, image_bytes, listing, make_zip
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.images import ImageRejected, decode_image, to_rgb
-from core.ingest_limits import IngestLimits
+from core.data.images import ImageRejected, decode_image, to_rgb
+from core.data.ingest_limits import IngestLimits
 
 RAMP = np.linspace(0.0, 1.0, 64 * 16).reshape(16, 64)
 

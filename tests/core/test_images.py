@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.data.images import ImageRejected, decode_image, load_rgb_image, prepare_image, to_rgb
+from core.data.ingest_limits import IngestLimits
 from core.errors import ConfigError, DatasetError
-from core.images import ImageRejected, decode_image, load_rgb_image, prepare_image, to_rgb
-from core.ingest_limits import IngestLimits
 
 LIMITS = IngestLimits()
 

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from core.datasets import delete_dataset, ingest, list_datasets, load_dataset
+from core.data.datasets import delete_dataset, ingest, list_datasets, load_dataset
+from core.data.splits import SplitItem, assign_splits
 from core.errors import ConfigError, DatasetError
-from core.splits import SplitItem, assign_splits
 from tests.core.test_ingest_support import class_files, image_bytes, listing, make_zip
 
 

@@ -7,8 +7,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from core.datasets import ingest
-from core.versions import create_version
+from core.data.datasets import ingest
+from core.data.versions import create_version
 
 
 def _blocks(seed: int, size: int = 96) -> Image.Image:

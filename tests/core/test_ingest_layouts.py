@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from core.datasets import ingest
+from core.data.datasets import ingest
 from core.errors import DatasetError
 from tests.core.test_ingest_support import class_files, image_bytes, make_zip
 

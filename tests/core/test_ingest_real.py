@@ -7,7 +7,7 @@ import zipfile
 import pytest
 from PIL import Image
 
-from core.datasets import ingest
+from core.data.datasets import ingest
 
 pytestmark = pytest.mark.real
 

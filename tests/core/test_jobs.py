@@ -28,7 +28,7 @@ def manager(workspace):
 
 
 def _config(dataset, **overrides):
-    from core.backbones import get_backbone
+    from core.models.backbones import get_backbone
 
     values = {"dataset_id": dataset.id, "image_size": min(get_backbone("mobilenet_v2").allowed_sizes),
               "weights": "none", "strategy": "feature-extraction", "epochs": 1, "batch_size": 8,

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import litert
-from core.extractors import (
+from core.models import litert
+from core.models.extractors import (
     FastExtractor,
     fast_feature_extractor,
     plan_extraction,
     spawn_background_conversion,
 )
-from core.features import extract_features, feature_meta
-from core.litert import ConvertedStore, LiteRTModel, extractor_key, litert_cache_dir
+from core.models.features import extract_features, feature_meta
+from core.models.litert import ConvertedStore, LiteRTModel, extractor_key, litert_cache_dir
 from tests.factories import make_tiny_dataset
 
 SIZE = 32
@@ -78,7 +78,7 @@ def test_a_second_workspace_reuses_the_conversion_of_the_first(extractor, tmp_pa
     assert first["runtime"] == second["runtime"] == "litert"
     assert first["conversion_s"] > 0 and second["conversion_s"] == 0.0
     assert first["images_per_s"] > 0 and second["threads"] == litert.cpu_threads()
-    from core.pipeline import make_image_dataset
+    from core.models.pipeline import make_image_dataset
 
     assert len(dataset.splits) > 1  # one batch spans the split boundary; each row still lands in its split
     for split in dataset.splits:
@@ -203,7 +203,7 @@ def test_the_background_conversion_starts_once_the_run_that_asked_for_it_has_end
     import sys
 
     report = tmp_path / "waited.txt"
-    grandchild = ("import os, sys, time; from core.extractors import wait_for_parent; "
+    grandchild = ("import os, sys, time; from core.models.extractors import wait_for_parent; "
                   f"ended = wait_for_parent(os.getppid(), timeout=120, poll=0.05); open({str(report)!r}, 'w')"
                   ".write(f'{ended} {os.getppid()}')")
     # The parent starts the converter stand-in, then works a little and ends: the stand-in must notice.

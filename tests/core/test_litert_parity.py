@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.backbones import BACKBONES, get_backbone
-from core.litert import PARITY_TOLERANCE, ConvertedStore, LiteRTModel, convert_and_store, extractor_key
-from core.models import build_classifier, feature_extractor
-from core.weights import NO_WEIGHTS, resolve_weights
+from core.models.backbones import BACKBONES, get_backbone
+from core.models.classifier import build_classifier, feature_extractor
+from core.models.litert import PARITY_TOLERANCE, ConvertedStore, LiteRTModel, convert_and_store, extractor_key
+from core.models.weights import NO_WEIGHTS, resolve_weights
 
 
 def _real_images(size: int, count: int = 4) -> np.ndarray:
@@ -46,9 +46,9 @@ def test_real_mobilenet_head_answers_identically_on_litert_and_keras(keras_home,
                                                                       monkeypatch):
     """hymenoptera, ImageNet MobileNetV2: top-1 of the trained head is the same on every validation image."""
     from core.config import TrainConfig
-    from core.datasets import ingest
-    from core.prediction import Predictor
-    from core.training import train_model
+    from core.data.datasets import ingest
+    from core.models.prediction import Predictor
+    from core.training.trainer import train_model
     from core.workspace import Workspace
 
     monkeypatch.setenv("TRANSFER_STUDIO_LITERT", "off")  # the run itself computes its embeddings on Keras

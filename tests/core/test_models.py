@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from core.backbones import BACKBONES, get_backbone
 from core.errors import ConfigError
-from core.models import build_classifier, feature_extractor, head_of, set_backbone_trainable
-from core.weights import NO_WEIGHTS
+from core.models.backbones import BACKBONES, get_backbone
+from core.models.classifier import build_classifier, feature_extractor, head_of, set_backbone_trainable
+from core.models.weights import NO_WEIGHTS
 
 
 def _images(size: int, count: int = 2, seed: int = 0) -> np.ndarray:
@@ -148,7 +148,7 @@ def test_top_mode_unfreezes_only_the_top_layers_and_keeps_every_batchnorm_frozen
 
 
 def test_fine_tuning_keeps_batchnorm_in_inference_mode_while_training(keras_home):
-    from core.weights import resolve_weights
+    from core.models.weights import resolve_weights
 
     spec = get_backbone("mobilenet_v2")
     model = build_classifier(spec, image_size=224, num_classes=2, weights=resolve_weights(spec, 224), dropout=0.0)

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from core import runs
-from core.cluster import (
+from core.data.sample import create_sample_dataset
+from core.errors import ConfigError
+from core.training.cluster import (
     ClusterTask,
     cluster_task,
     configured_workers,
@@ -19,8 +21,6 @@ from core.cluster import (
     tf_config,
     worker_workspace,
 )
-from core.errors import ConfigError
-from core.sample import create_sample_dataset
 
 SMALL = ["--backbone", "mobilenet_v3_small", "--image-size", "96", "--weights", "none", "--strategy", "fine-tune",
          "--head", "keras", "--fine-tune-layers", "8", "--early-stopping-patience", "0", "--batch-size", "32"]
@@ -134,8 +134,8 @@ def test_a_stop_before_the_embedding_pass_is_agreed_at_its_first_batch_by_both_w
     import subprocess
     import sys
 
-    from core.cluster import WORKERS_ENV, free_ports
     from core.config import TrainConfig
+    from core.training.cluster import WORKERS_ENV, free_ports
 
     dataset = create_sample_dataset(workspace)
     config = TrainConfig(dataset_id=dataset.id, backbone="mobilenet_v3_small", image_size=96, weights="none",
@@ -186,7 +186,7 @@ def test_a_non_chief_worker_writes_only_into_a_folder_it_deletes(workspace, tmp_
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    from core.features import cached_features
+    from core.models.features import cached_features
 
     dataset = create_sample_dataset(workspace)
     for key, dataset_id in (("this", dataset.id), ("other", "another-dataset")):  # the chief's caches
@@ -198,7 +198,7 @@ def test_a_non_chief_worker_writes_only_into_a_folder_it_deletes(workspace, tmp_
     task = ClusterTask(("a:1", "b:2"), "worker", 1)
     with worker_workspace(workspace, dataset.id, task) as scratch:
         assert scratch.root != workspace.root
-        from core.datasets import load_dataset
+        from core.data.datasets import load_dataset
 
         assert load_dataset(scratch, dataset.id).classes == dataset.classes
         assert cached_features(scratch, "this")["train"].shape == (3, 4)  # read where it is: no second pass

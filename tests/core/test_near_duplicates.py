@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from core.near_duplicates import (
+from core.data.near_duplicates import (
     HASH_ONLY_BITS,
     find_near_duplicate_groups,
     hamming_pairs,
@@ -16,7 +16,7 @@ from core.near_duplicates import (
     perceptual_hash,
     thumbnails,
 )
-from core.splits import SplitItem, assign_splits
+from core.data.splits import SplitItem, assign_splits
 
 
 def _photo(seed: int, size: int = 160) -> Image.Image:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.export import FLOAT_TOLERANCE, QUANTIZED_MEAN_TOLERANCE, _parity_row, describe_parity
+from core.delivery.export import FLOAT_TOLERANCE, QUANTIZED_MEAN_TOLERANCE, _parity_row, describe_parity
 
 
 def _reference(images: int = 200) -> np.ndarray:

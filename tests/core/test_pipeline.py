@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.data.images import load_rgb_image, prepare_image
 from core.errors import ConfigError
-from core.images import load_rgb_image, prepare_image
-from core.pipeline import image_batches, make_image_dataset
+from core.models.pipeline import image_batches, make_image_dataset
 
 
 @pytest.fixture

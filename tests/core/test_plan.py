@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from core import runs
-from core.backbones import get_backbone
 from core.config import TrainConfig
 from core.errors import ConfigError
-from core.features import feature_key
 from core.jobs import JobManager
-from core.plan import plan_run
-from core.speed import record_speed
+from core.models.backbones import get_backbone
+from core.models.features import feature_key
+from core.models.plan import plan_run
+from core.models.speed import record_speed
 from tests.factories import make_tiny_dataset
 
 SMALL = {"backbone": "mobilenet_v3_small", "image_size": 96, "weights": "none"}
@@ -59,12 +59,12 @@ def test_a_queued_run_records_its_plan(workspace, tiny):
 
 
 def test_a_preview_does_not_download_missing_imagenet_weights(workspace, tiny, monkeypatch):
-    import core.plan
-    import core.weights
+    import core.models.plan
+    import core.models.weights
 
-    monkeypatch.setattr(core.weights, "weights_available", lambda spec, size, weights_dir=None: False)
-    monkeypatch.setattr(core.weights, "resolve_weights", lambda *a, **k: pytest.fail("no download in a preview"))
-    plan = core.plan.plan_run(TrainConfig(dataset_id=tiny.id, backbone="mobilenet_v3_small"), workspace,
+    monkeypatch.setattr(core.models.weights, "weights_available", lambda spec, size, weights_dir=None: False)
+    monkeypatch.setattr(core.models.weights, "resolve_weights", lambda *a, **k: pytest.fail("no download in a preview"))
+    plan = core.models.plan.plan_run(TrainConfig(dataset_id=tiny.id, backbone="mobilenet_v3_small"), workspace,
                               resolve=False)
     assert plan.weights is None and plan.feature_key is None
     assert plan.describe()["weights"] == "ImageNet (to be downloaded)"
@@ -81,7 +81,7 @@ def test_the_estimate_rests_on_speeds_measured_here(workspace, tiny):
 
 
 def test_the_run_trains_from_its_plan(workspace, tiny):
-    from core.training import train_model
+    from core.training.trainer import train_model
 
     record = train_model(TrainConfig(dataset_id=tiny.id, **SMALL, batch_size=8), workspace)
     assert record["status"] == "done", record.get("error")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.data.images import as_stored, load_rgb_image, prepare_image
 from core.errors import ConfigError, DatasetError, ExportError, RunError
-from core.images import as_stored, load_rgb_image, prepare_image
-from core.prediction import UNKNOWN_LABEL, Predictor, results_csv, results_frame
+from core.models.prediction import UNKNOWN_LABEL, Predictor, results_csv, results_frame
 from tests.trained_run import shared_tiny_run
 
 
@@ -125,7 +125,7 @@ def test_class_count_must_match_model_outputs(predictor):
 def test_images_from_zip_skips_junk_and_feeds_predict_images(predictor, tiny, tmp_path):
     import zipfile
 
-    from core.readers import images_from_zip
+    from core.models.readers import images_from_zip
 
     path = tmp_path / "batch.zip"
     val = tiny.dataset.paths("val")[:2]
@@ -146,7 +146,7 @@ def test_images_from_zip_skips_junk_and_feeds_predict_images(predictor, tiny, tm
 
 
 def test_an_original_file_and_its_stored_copy_reach_the_model_as_the_same_pixels(tiny, predictor):
-    from core.evaluation import evaluate_run
+    from core.insight.evaluation import evaluate_run
 
     entries = tiny.dataset.split_entries("val")
     originals = [tiny.source / entry.source for entry in entries]

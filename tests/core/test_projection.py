@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.datasets import ingest
-from core.projection import (
+from core.data.datasets import ingest
+from core.insight.projection import (
     MAP_COLUMNS,
     build_embedding_map,
     flag_mislabelled,

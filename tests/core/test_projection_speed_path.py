@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core import projection
-from core.projection import build_embedding_map, find_neighbours, project_pca
+from core.insight import projection
+from core.insight.projection import build_embedding_map, find_neighbours, project_pca
 from tests.factories import make_tiny_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.config import TrainConfig
-from core.datasets import ingest
-from core.training import train_model
+from core.data.datasets import ingest
+from core.training.trainer import train_model
 
 pytestmark = pytest.mark.real
 

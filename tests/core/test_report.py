@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.evaluation import evaluate_predictions
-from core.report import render_report_html
+from core.delivery.report import render_report_html
+from core.insight.evaluation import evaluate_predictions
 
 
 def test_report_is_self_contained_names_the_headline_split_and_escapes_user_text():

@@ -11,14 +11,14 @@ import keras
 import pytest
 
 from core import runs
-from core import weights as weights_module
 from core.cli import main
 from core.config import TrainConfig
-from core.datasets import delete_dataset
+from core.data.datasets import delete_dataset
 from core.errors import ConfigError, WeightsError
 from core.jobs import JobManager
+from core.models import weights as weights_module
 from core.processes import Interrupted
-from core.training import execute_run
+from core.training.trainer import execute_run
 from core.workspace import atomic_write_json
 from tests.factories import make_tiny_dataset
 

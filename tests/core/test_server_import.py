@@ -6,8 +6,8 @@ import os
 
 import pytest
 
+from core.delivery.server_import import list_importable, resolve_import_path
 from core.errors import DatasetError
-from core.server_import import list_importable, resolve_import_path
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ def test_a_space_over_its_disk_limit_names_what_to_delete(workspace, tmp_path, m
     assert "Disk limit reached" in str(caught.value) and f"dataset {dataset.id}" in str(caught.value)
     folder = make_class_folders(tmp_path / "another", classes=("red", "blue"), seed=3)
     with pytest.raises(LimitError):
-        from core.datasets import ingest
+        from core.data.datasets import ingest
 
         ingest(folder, space)
     assert [child.name for child in space.datasets_dir.iterdir()] == [dataset.id]

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from core.config import TrainConfig
-from core.litert import ConvertedStore, extractor_key
-from core.speed import (
+from core.models.litert import ConvertedStore, extractor_key
+from core.models.speed import (
     estimate_seconds,
     expected_speed,
     known_speeds,
@@ -30,8 +30,8 @@ def test_measure_speed_times_real_images_of_the_dataset_on_the_runtime_a_run_wou
 
 
 def test_once_converted_the_expected_speed_is_litert_s(workspace, keras_home, tmp_path, monkeypatch):
-    from core.backbones import get_backbone
-    from core.weights import resolve_weights
+    from core.models.backbones import get_backbone
+    from core.models.weights import resolve_weights
 
     # A machine of its own: earlier tests of the session may have converted MobileNetV2 into the shared cache.
     monkeypatch.setenv("TRANSFER_STUDIO_LITERT_CACHE", str(tmp_path / "litert"))

@@ -8,9 +8,9 @@ import pytest
 
 from core import runs
 from core.config import TrainConfig
-from core.phases import RunParts, _StopPredicting
 from core.progress import BestWeights, RunReporter
-from core.training import STOPPED_UNMEASURED, execute_run
+from core.training.phases import RunParts, _StopPredicting
+from core.training.trainer import STOPPED_UNMEASURED, execute_run
 from tests.factories import make_tiny_dataset
 
 
@@ -138,10 +138,10 @@ def test_stop_while_measuring_the_headline_keeps_the_saved_model(workspace, tiny
 
 
 def test_stop_between_the_phases_keeps_phase_one_and_never_starts_fine_tuning(workspace, tiny, monkeypatch):
-    import core.phases
+    import core.training.phases
 
     run_id = _run(workspace, tiny, strategy="fine-tune", fine_tune_epochs=50, fine_tune_layers=4)
-    original = core.phases.fit_head_phase
+    original = core.training.phases.fit_head_phase
     kept = {}
 
     def phase_one_then_stop(parts):
@@ -149,7 +149,7 @@ def test_stop_between_the_phases_keeps_phase_one_and_never_starts_fine_tuning(wo
         runs.request_stop(workspace, run_id)  # pressed while phase 2 is being set up
         return kept["best"]
 
-    monkeypatch.setattr(core.phases, "fit_head_phase", phase_one_then_stop)
+    monkeypatch.setattr(core.training.phases, "fit_head_phase", phase_one_then_stop)
     record = execute_run(workspace, run_id)
     assert record["status"] == "stopped", record.get("error")
     assert "phase2_trainable" not in record  # fine-tuning was never set up

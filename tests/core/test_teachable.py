@@ -62,7 +62,7 @@ def test_imported_model_carries_the_pixel_scaling_as_a_real_layer_and_reloads_in
 
 
 def test_keras_export_predicts_as_tf_keras_runs_it_on_real_photos(runs, photos):
-    from core.prediction import Predictor
+    from core.models.prediction import Predictor
 
     script = Path(__file__).resolve().parents[1] / "teachable_reference.py"
     done = subprocess.run([sys.executable, str(script), "keras", str(KERAS_DIR / "keras_model.h5"),
@@ -79,7 +79,7 @@ def test_keras_export_predicts_as_tf_keras_runs_it_on_real_photos(runs, photos):
 
 
 def test_tfjs_export_predicts_as_tensorflow_js_runs_it_on_real_photos(runs, tmp_path):
-    from core.prediction import Predictor
+    from core.models.prediction import Predictor
 
     reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
     photos = real_photos(tmp_path, [image["zip_member"] for image in reference["images"]])
@@ -91,7 +91,7 @@ def test_tfjs_export_predicts_as_tensorflow_js_runs_it_on_real_photos(runs, tmp_
 
 
 def test_the_run_prepares_pixels_as_teachable_machine_does(runs, photos):
-    from core.prediction import Predictor
+    from core.models.prediction import Predictor
 
     predictor = Predictor.from_run(runs.workspace, runs.tfjs_run)
     for path in photos[:3]:
@@ -99,8 +99,8 @@ def test_the_run_prepares_pixels_as_teachable_machine_does(runs, photos):
 
 
 def test_imported_run_exports_a_bundle_whose_predict_py_gives_the_same_answers(runs, photos, tmp_path):
-    from core.export import export_bundle
-    from core.prediction import Predictor
+    from core.delivery.export import export_bundle
+    from core.models.prediction import Predictor
 
     bundle = export_bundle(runs.workspace, runs.keras_run, tmp_path / "waste.zip")
     folder = tmp_path / "unpacked"
@@ -122,7 +122,7 @@ def test_imported_run_exports_a_bundle_whose_predict_py_gives_the_same_answers(r
 
 
 def test_exports_of_an_imported_run_pass_the_parity_check(runs):
-    from core.export import check_parity
+    from core.delivery.export import check_parity
 
     # The run has no dataset of its own: the check runs on generated pictures.
     # bundle and TFLite only: the SavedModel path is part of the TFLite conversion and is slow on 2 cores.
@@ -133,8 +133,8 @@ def test_exports_of_an_imported_run_pass_the_parity_check(runs):
 
 
 def test_gradcam_explains_an_imported_model(runs, photos):
-    from core.gradcam import compute_gradcam
-    from core.prediction import Predictor
+    from core.insight.gradcam import compute_gradcam
+    from core.models.prediction import Predictor
 
     predictor = Predictor.from_run(runs.workspace, runs.keras_run)
     prepared = predictor.prepare(photos[0])

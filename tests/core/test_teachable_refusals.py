@@ -113,7 +113,7 @@ def test_a_file_that_is_no_export_is_refused(tmp_path, capsys):
 
 
 def test_labels_in_any_script_are_read_in_index_order(tmp_path):
-    from core.teachable import collect_files, read_export
+    from core.delivery.teachable import collect_files, read_export
 
     folder = tmp_path / "labels"
     folder.mkdir()

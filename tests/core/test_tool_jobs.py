@@ -12,7 +12,7 @@ from core import runs
 from core.errors import ConfigError, LimitError, RunError
 from core.export_jobs import ExportConfig, export_file, load_parity
 from core.map_jobs import MapConfig, load_map
-from core.speed import speed_figures
+from core.models.speed import speed_figures
 from core.speed_jobs import SpeedConfig
 from core.tool_jobs import active_job, execute_tool_job, latest_job, load_result, submit_tool_job
 from tests.factories import make_tiny_dataset

@@ -13,7 +13,7 @@ import pytest
 from core import runs
 from core.config import TrainConfig
 from core.errors import ConfigError
-from core.training import train_model
+from core.training.trainer import train_model
 from tests.factories import make_tiny_dataset
 
 
@@ -23,7 +23,7 @@ def tiny(workspace, tmp_path):
 
 
 def _config(dataset, **overrides) -> TrainConfig:
-    from core.backbones import get_backbone
+    from core.models.backbones import get_backbone
 
     size = min(get_backbone("mobilenet_v2").allowed_sizes)
     values = {"dataset_id": dataset.id, "backbone": "mobilenet_v2", "image_size": size, "weights": "none",
@@ -33,9 +33,9 @@ def _config(dataset, **overrides) -> TrainConfig:
 
 
 def test_feature_extraction_saved_model_predicts_what_the_head_predicted(workspace, tiny):
-    from core.features import cached_features
-    from core.models import head_of
-    from core.pipeline import make_image_dataset
+    from core.models.classifier import head_of
+    from core.models.features import cached_features
+    from core.models.pipeline import make_image_dataset
 
     record = train_model(_config(tiny, head="keras"), workspace)
     assert record["status"] == "done", record.get("error")
@@ -95,7 +95,7 @@ def test_stop_during_training_keeps_the_best_model(workspace, tiny):
     config = _config(tiny, epochs=1000, head="keras")
     run_id = runs.create_run(workspace, config, classes=tiny.classes, status="running")
     folder_holder["run_id"] = run_id
-    from core.training import execute_run
+    from core.training.trainer import execute_run
 
     record = execute_run(workspace, run_id, on_epoch=stop_after_first_epoch)
     assert record["status"] == "stopped"
@@ -104,7 +104,7 @@ def test_stop_during_training_keeps_the_best_model(workspace, tiny):
 
 
 def test_stop_before_any_epoch_saves_nothing(workspace, tiny):
-    from core.training import execute_run
+    from core.training.trainer import execute_run
 
     run_id = runs.create_run(workspace, _config(tiny), classes=tiny.classes, status="running")
     runs.request_stop(workspace, run_id)

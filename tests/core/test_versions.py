@@ -7,9 +7,9 @@ import hashlib
 
 import pytest
 
-from core.datasets import load_dataset
+from core.data.datasets import load_dataset
+from core.data.versions import create_version, list_versions, repeat_run_config
 from core.errors import DatasetError
-from core.versions import create_version, list_versions, repeat_run_config
 from tests.factories import make_tiny_dataset
 
 

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from core import weights as weights_module
-from core.backbones import get_backbone
 from core.errors import ConfigError, WeightsError
-from core.weights import WEIGHTS_DIR_ENV, resolve_weights, weights_available
+from core.models import weights as weights_module
+from core.models.backbones import get_backbone
+from core.models.weights import WEIGHTS_DIR_ENV, resolve_weights, weights_available
 
 SHARED_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
@@ -51,7 +51,7 @@ def test_environment_variable_names_the_weights_dir(keras_home, tmp_path, monkey
 def test_weights_dir_file_loads_into_the_model(keras_home, tmp_path):
     import keras
 
-    from core.models import build_classifier
+    from core.models.classifier import build_classifier
 
     spec = get_backbone("mobilenet_v2")
     os.symlink(keras_home / "models" / SHARED_FILE, tmp_path / spec.weights_file(224))

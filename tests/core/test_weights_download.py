@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from core import weights as weights_module
-from core.backbones import get_backbone
 from core.errors import WeightsError
-from core.weights import resolve_weights
+from core.models import weights as weights_module
+from core.models.backbones import get_backbone
+from core.models.weights import resolve_weights
 
 PAYLOAD = b"fake weights " * 1000
 

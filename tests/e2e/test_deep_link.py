@@ -10,7 +10,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_first_request_to_a_deep_link_shows_the_app_shell(server, page):
-    from core.sample import create_sample_dataset
+    from core.data.sample import create_sample_dataset
     from core.workspace import Workspace
 
     url, workspace = server

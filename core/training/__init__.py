@@ -1,0 +1,1 @@
+"""Stage 4, training: the run itself, its phases, continuing a run, and training across devices and workers."""
