@@ -338,7 +338,7 @@ def delete_dataset(workspace: Workspace, dataset_id: str) -> None:
 
 
 def delete_features_for_dataset(workspace: Workspace, dataset_id: str) -> int:
-    """Remove the embedding-cache entries (``core.models.classifier.features``) built from ``dataset_id``; returns how many."""
+    """Remove the embedding-cache entries (``core.models.features``) built from ``dataset_id``; returns how many."""
     removed = 0
     for folder in Path(workspace.features_dir).iterdir():
         meta = read_json(folder / "meta.json", default={})

@@ -131,7 +131,7 @@ def plan_run(config: TrainConfig, workspace, *, dataset=None, start=None, resolv
         config: The settings.
         workspace: Where the dataset, a base model and the caches are.
         dataset: The loaded dataset (default: loaded from ``workspace``).
-        start: For a run that continues an earlier one, its ``core.training.trainer.continuation.StartingPoint`` (the
+        start: For a run that continues an earlier one, its ``core.training.continuation.StartingPoint`` (the
             model it starts from, which fixes the backbone, size and weights).
         resolve: Resolve ImageNet weights that are not here by downloading them (as a run must); False leaves
             ``weights`` None instead (a page previewing the plan).
