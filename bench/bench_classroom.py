@@ -603,8 +603,8 @@ def browser_pings(base_url: str) -> str:
 
 
 async def auto_rerun(socket, client: ProtocolClient, fragment_id: str, interval: float) -> None:
-    """One rerun request of ``fragment_id`` every ``interval``, as the frontend's setInterval (a late tick is
-    not made up for)."""
+    """One rerun request of ``fragment_id`` every ``interval``, as the frontend's setInterval: chromium's repeating
+    timer keeps to its first beat and skips the beats it missed while busy (blink's TimerBase), never a burst."""
     from websockets.exceptions import ConnectionClosed
 
     loop = asyncio.get_running_loop()
@@ -613,7 +613,8 @@ async def auto_rerun(socket, client: ProtocolClient, fragment_id: str, interval:
         while True:
             await asyncio.sleep(max(due - loop.time(), 0))
             await socket.send(client.rerun_message(now_ms(), fragment_id))
-            due = max(due + interval, loop.time())
+            now = loop.time()
+            due = now + interval - (now - due) % interval
     except ConnectionClosed:
         return
 
