@@ -701,10 +701,10 @@ class ProtocolTabs:
         return results
 
 
-def frames_in(results: list[dict], since: float, until: float, elapsed: float) -> float:
-    """Rerun requests per client per minute in the window."""
+def frames_in(results: list[dict], since: float, until: float) -> float:
+    """Rerun requests per client per minute in the window from ``since`` to ``until`` (ms)."""
     sent = sum(since <= t <= until for result in results for t in result["sent"])
-    return sent / max(len(results), 1) / elapsed * 60
+    return sent / max(len(results), 1) / (until - since) * 60_000
 
 
 def protocol_other(busy: dict, waits: list) -> str:
@@ -725,8 +725,9 @@ def bench_protocol(browser, args, count: int, template) -> None:
         if args.idle:
             time.sleep(5)
             since, idle = now_ms(), measure(server, args.seconds, clients=clients.process.pid)
+            until = now_ms()
             first_page = new_visitor(browser, f"{server.url}/train?{queries[count]}")
-            frames = frames_in(clients.close(), since, since + idle["elapsed"] * 1000, idle["elapsed"])
+            frames = frames_in(clients.close(), since, until)
             print(idle_row(count, idle, frames, first_page, clients.waits, "connected"), flush=True)
             clients = None
         if args.train:
@@ -745,7 +746,7 @@ def bench_protocol(browser, args, count: int, template) -> None:
             results = clients.close()
             gaps = {key: update_gaps([result[key] for result in results], since, until) for key in ("progress", "chart")}
             gaps["lags"] = update_lags([result["chart"] for result in results], busy["disk_ms"], until)
-            print(train_row(count, bool(paced), busy, frames_in(results, since, until, busy["elapsed"]), first_page,
+            print(train_row(count, bool(paced), busy, frames_in(results, since, until), first_page,
                             gaps, protocol_other(busy, clients.waits), "clients"), flush=True)
     finally:
         server.close()
