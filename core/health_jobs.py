@@ -9,9 +9,6 @@ is done, so a page polls the job and finds the report again after a refresh.
 from __future__ import annotations
 
 import dataclasses
-import os
-import time
-import traceback
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -58,31 +55,18 @@ def submit_health_check(manager, config: HealthConfig) -> str:
 def execute_health_job(workspace: Workspace, job_id: str) -> dict:
     """Run health job ``job_id`` in this process; records how it ended and writes ``health.json`` when done."""
     from core.insight.health import check_dataset
-    from core.processes import Interrupted, process_start_time
-    from core.progress import RunReporter, StopRequested
+    from core.progress import run_job
 
-    folder = runs.run_dir(workspace, job_id)
     config = HealthConfig.from_dict(runs.load_run(workspace, job_id)["config"])
-    reporter = RunReporter(folder)
-    runs.update_run(workspace, job_id, status=RunStatus.RUNNING, pid=os.getpid(),
-                    pid_started=process_start_time(os.getpid()), started_at=time.time(), error=None)
-    started = time.perf_counter()
-    try:
+
+    def work(folder, reporter) -> dict:
         report = check_dataset(workspace, config.dataset_id, config.backbone, image_size=config.image_size,
                                reporter=reporter)
         atomic_write_json(folder / REPORT, report)
-        final = {"status": RunStatus.DONE, "error": None, "counts": report["counts"]}
-    except StopRequested:
-        final = {"status": RunStatus.STOPPED, "error": "Stopped while computing the image features; nothing was kept."}
-    except Interrupted:
-        final = {"status": RunStatus.INTERRUPTED, "error": "The server shut down during the health check."}
-    except StudioError as exc:
-        final = {"status": RunStatus.FAILED, "error": str(exc)}
-    except Exception as exc:  # a bug or an environment fault: record it with its traceback
-        final = {"status": RunStatus.FAILED, "error": f"{type(exc).__name__}: {exc}", "error_details": traceback.format_exc()}
-    reporter.stage("finished")
-    return runs.update_run(workspace, job_id, finished_at=time.time(),
-                           timings={"total_s": round(time.perf_counter() - started, 3)}, **final)
+        return {"counts": report["counts"]}
+
+    return run_job(workspace, job_id, work, stopped="Stopped while computing the image features; nothing was kept.",
+                   interrupted="The server shut down during the health check.")
 
 
 def latest_health_job(workspace: Workspace, dataset_id: str, records: list[dict] | None = None) -> dict | None:

@@ -279,3 +279,45 @@ class BestWeights(keras.callbacks.Callback):
     @property
     def best_epoch(self) -> int | None:
         return self.best.epoch
+
+
+def run_job(workspace, job_id: str, work, *, stopped: str, interrupted: str, mark_stopped: bool = False) -> dict:
+    """Run a job other than training (health check, export, speed, embedding map) in this process and record how
+    it ended; returns the final run record.
+
+    Args:
+        workspace: Where the job's record is.
+        job_id: Its id in the run store.
+        work: ``work(folder, reporter) -> dict`` does the job; what it returns is added to the final record.
+        stopped: The record's message when Stop ended it; ``interrupted``: when the server shut down.
+        mark_stopped: Record where Stop came (``RunReporter.mark_stopped``).
+    """
+    import os
+    import traceback
+
+    from core import runs
+    from core.errors import StudioError
+    from core.processes import Interrupted, process_start_time
+    from core.run_state import RunStatus
+
+    folder = runs.run_dir(workspace, job_id)
+    reporter = RunReporter(folder)
+    runs.update_run(workspace, job_id, status=RunStatus.RUNNING, pid=os.getpid(),
+                    pid_started=process_start_time(os.getpid()), started_at=time.time(), error=None)
+    started = time.perf_counter()
+    try:
+        final = {"status": RunStatus.DONE, "error": None, **(work(folder, reporter) or {})}
+    except StopRequested:
+        if mark_stopped:
+            reporter.mark_stopped()
+        final = {"status": RunStatus.STOPPED, "error": stopped}
+    except Interrupted:
+        final = {"status": RunStatus.INTERRUPTED, "error": interrupted}
+    except StudioError as exc:
+        final = {"status": RunStatus.FAILED, "error": str(exc)}
+    except Exception as exc:  # a bug or an environment fault: record it with its traceback
+        final = {"status": RunStatus.FAILED, "error": f"{type(exc).__name__}: {exc}",
+                 "error_details": traceback.format_exc()}
+    reporter.stage("finished")
+    return runs.update_run(workspace, job_id, finished_at=time.time(),
+                           timings={"total_s": round(time.perf_counter() - started, 3)}, **final)

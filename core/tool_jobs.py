@@ -15,14 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
-import time
-import traceback
 from typing import ClassVar
 
 from core import runs
 from core.errors import LimitError, StudioError
-from core.run_state import RunStatus
 from core.workspace import Workspace, atomic_write_json, read_json
 
 RESULT = "result.json"
@@ -124,31 +120,15 @@ def submit_tool_job(manager, config) -> str:
 
 def execute_tool_job(workspace: Workspace, job_id: str) -> dict:
     """Run tool job ``job_id`` in this process; records how it ended and writes ``result.json`` when done."""
-    from core.jobs import process_start_time
-    from core.processes import Interrupted
-    from core.progress import RunReporter, StopRequested
+    from core.progress import run_job
 
-    folder = runs.run_dir(workspace, job_id)
     config = job_config(runs.load_run(workspace, job_id))
-    reporter = RunReporter(folder)
-    runs.update_run(workspace, job_id, status=RunStatus.RUNNING, pid=os.getpid(),
-                    pid_started=process_start_time(os.getpid()), started_at=time.time(), error=None)
-    started = time.perf_counter()
-    try:
+
+    def work(folder, reporter) -> None:
         atomic_write_json(folder / RESULT, config.execute(workspace, folder, reporter))
-        final = {"status": RunStatus.DONE, "error": None}
-    except StopRequested:
-        reporter.mark_stopped()
-        final = {"status": RunStatus.STOPPED, "error": config.stopped_message}
-    except Interrupted:
-        final = {"status": RunStatus.INTERRUPTED, "error": config.interrupted_message}
-    except StudioError as exc:
-        final = {"status": RunStatus.FAILED, "error": str(exc)}
-    except Exception as exc:  # a bug or an environment fault: record it with its traceback
-        final = {"status": RunStatus.FAILED, "error": f"{type(exc).__name__}: {exc}", "error_details": traceback.format_exc()}
-    reporter.stage("finished")
-    return runs.update_run(workspace, job_id, finished_at=time.time(),
-                           timings={"total_s": round(time.perf_counter() - started, 3)}, **final)
+
+    return run_job(workspace, job_id, work, stopped=config.stopped_message,
+                   interrupted=config.interrupted_message, mark_stopped=True)
 
 
 def check_stop(reporter) -> None:
