@@ -97,8 +97,8 @@ def extract_features(workspace: Workspace, key: str, extractor, dataset, *, imag
     staging = workspace.staging_dir(f"features-{key}-")
     try:
         started = time.perf_counter()
-        pass_args = (staging, extractor, dataset, image_size, resize, batch_size, reporter, total, stop_check)
-        dim = _run_extractor(*pass_args) if share is None else _run_share(*pass_args, share=share)
+        dim = _run_pass(staging, extractor, dataset, image_size, resize, batch_size, reporter, total, stop_check,
+                        share=share)
         seconds = time.perf_counter() - started
         facts = _runtime_facts(extractor, total, seconds)
         if share is not None:
@@ -147,71 +147,49 @@ def _stop_check(reporter, *, anyone_cached: bool):
     return None if anyone_cached else reporter.sync_stop
 
 
-def _run_extractor(staging, extractor, dataset, image_size, resize, batch_size, reporter, total,
-                   stop_check=None) -> int:
-    """Every split through ``extractor`` into ``staging/<split>.npy``; decoding threads overlap inference."""
-    from core.models.pipeline import image_batches
+def _run_pass(staging, extractor, dataset, image_size, resize, batch_size, reporter, total, stop_check=None,
+              share: WorkerShare | None = None) -> int:
+    """Every split through ``extractor`` into ``staging/<split>.npy`` (rows in manifest order); decoding threads
+    overlap inference. One stream runs over every split, so a batch may span a split boundary.
 
-    dim = int(extractor.output_shape[-1])
-    splits = [(split, dataset.paths(split)) for split in dataset.splits]
-    arrays = [np.lib.format.open_memmap(staging / f"{split}.npy", mode="w+", dtype=np.float32,
-                                        shape=(len(paths), dim)) for split, paths in splits]
-    # One stream over every split: batches may span a split boundary; rows are written back in manifest order.
-    rows = [(index, row) for index, (_, paths) in enumerate(splits) for row in range(len(paths))]
-    done = 0
-    for images in image_batches([path for _, paths in splits for path in paths], image_size=image_size,
-                                batch_size=batch_size, resize=resize):
-        if stop_check is not None and stop_check():
-            reporter.mark_stopped()
-            raise StopRequested()
-        batch = _predict(extractor, images, batch_size, after_full_batch=done > 0)
-        for offset, (index, row) in enumerate(rows[done:done + len(batch)]):
-            arrays[index][row] = batch[offset]
-        done += len(batch)
-        if reporter is not None:
-            reporter.batch(done, total)
-    for array in arrays:
-        array.flush()
-    del arrays
-    return dim
-
-
-def _run_share(staging, extractor, dataset, image_size, resize, batch_size, reporter, total, stop_check=None, *,
-               share: WorkerShare) -> int:
-    """This worker's share of the images through ``extractor``, then every worker's rows gathered, into
-    ``staging/<split>.npy`` as ``_run_extractor`` writes them. Every worker asks for Stop at the same number of
-    batches (its share may be a batch shorter than another's) and gathers the same chunks."""
+    Across workers (``share``) this worker embeds its share of the images, then every worker's rows are gathered;
+    every worker asks for Stop at the same number of batches (its share may be a batch shorter than another's)
+    and gathers the same chunks.
+    """
     from core.models.pipeline import image_batches
 
     dim = int(extractor.output_shape[-1])
     splits = [(split, dataset.paths(split)) for split in dataset.splits]
     paths = [path for _, split_paths in splits for path in split_paths]
-    mine = list(range(share.index, len(paths), share.count))
-    rows = np.lib.format.open_memmap(staging / "all.npy", mode="w+", dtype=np.float32, shape=(len(paths), dim))
+    arrays = [np.lib.format.open_memmap(staging / f"{split}.npy", mode="w+", dtype=np.float32,
+                                        shape=(len(split_paths), dim)) for split, split_paths in splits]
+    rows = [(index, row) for index, (_, split_paths) in enumerate(splits) for row in range(len(split_paths))]
+    first, count = (share.index, share.count) if share is not None else (0, 1)
+    mine = range(first, len(paths), count)
     stream = image_batches([paths[i] for i in mine], image_size=image_size, batch_size=batch_size, resize=resize)
     done = 0
-    for _ in range(math.ceil(math.ceil(len(paths) / share.count) / batch_size)):
-        if stop_check is not None and stop_check():
-            reporter.mark_stopped()
-            raise StopRequested()
-        images = next(stream, None)
-        if images is None:  # a shorter share: this worker only answers the Stop questions of the others' batches
-            continue
-        batch = _predict(extractor, images, batch_size, after_full_batch=done > 0)
-        rows[mine[done:done + len(batch)]] = batch
-        done += len(batch)
-        if reporter is not None:
-            reporter.batch(min(total, done * share.count), total)
-    _gather(rows, share.gather)
-    start = 0
-    for split, split_paths in splits:
-        array = np.lib.format.open_memmap(staging / f"{split}.npy", mode="w+", dtype=np.float32,
-                                          shape=(len(split_paths), dim))
-        array[:] = rows[start:start + len(split_paths)]
+    try:
+        for _ in range(math.ceil(math.ceil(len(paths) / count) / batch_size)):
+            if stop_check is not None and stop_check():
+                reporter.mark_stopped()
+                raise StopRequested()
+            images = next(stream, None)
+            if images is None:  # a shorter share: this worker only answers the Stop questions of the others' batches
+                continue
+            batch = _predict(extractor, images, batch_size, after_full_batch=done > 0)
+            for offset, flat in enumerate(mine[done:done + len(batch)]):
+                index, row = rows[flat]
+                arrays[index][row] = batch[offset]
+            done += len(batch)
+            if reporter is not None:
+                reporter.batch(min(total, done * count), total)
+    finally:
+        stream.close()  # its decoding threads end now, not when the generator is collected
+    if share is not None:
+        _gather(arrays, share.gather)
+    for array in arrays:
         array.flush()
-        start += len(split_paths)
-    del rows
-    (staging / "all.npy").unlink()
+    del arrays
     return dim
 
 
@@ -230,15 +208,23 @@ def _predict(extractor, images, batch_size: int, *, after_full_batch: bool) -> n
 GATHER_FLOATS = 1 << 20  # floats per all-reduce of a gather (4 MB): the same length each time, traced once
 
 
-def _gather(rows: np.ndarray, gather) -> None:
-    """Every worker's rows in ``rows`` (each row is zero on all workers but one), summed chunk by chunk in place."""
-    count, dim = rows.shape
+def _gather(arrays: list[np.ndarray], gather) -> None:
+    """Every worker's rows (each row is zero on all workers but one) summed in place, chunk by chunk over the rows
+    of every split in order: the same chunks, so the same all-reduces, on every worker."""
+    dim = int(arrays[0].shape[1]) if arrays else 0
     chunk = max(1, GATHER_FLOATS // max(dim, 1))
-    for start in range(0, count, chunk):
-        size = min(chunk, count - start)
+    bounds = np.cumsum([0, *(len(array) for array in arrays)])
+    for start in range(0, int(bounds[-1]), chunk):
+        stop = min(start + chunk, int(bounds[-1]))
+        # (array, its first and last row in this chunk, where they sit in the chunk)
+        pieces = [(array, max(start, low) - low, min(stop, high) - low, max(start, low) - start)
+                  for array, low, high in zip(arrays, bounds[:-1], bounds[1:], strict=True) if low < stop and high > start]
         part = np.zeros((chunk, dim), np.float32)
-        part[:size] = rows[start:start + size]
-        rows[start:start + size] = np.asarray(gather(part.ravel()), np.float32).reshape(chunk, dim)[:size]
+        for array, first, last, at in pieces:
+            part[at:at + last - first] = array[first:last]
+        summed = np.asarray(gather(part.ravel()), np.float32).reshape(chunk, dim)
+        for array, first, last, at in pieces:
+            array[first:last] = summed[at:at + last - first]
 
 
 def _runtime_facts(extractor, total: int, seconds: float) -> dict:
