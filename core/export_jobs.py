@@ -16,7 +16,8 @@ from typing import ClassVar
 from core import runs
 from core.delivery import export
 from core.errors import ExportError, RunError
-from core.tool_jobs import ToolConfig, check_stop
+from core.progress import check_stop
+from core.tool_jobs import ToolConfig
 from core.workspace import Workspace, atomic_write_json, read_json
 
 FILE_SUFFIXES = {"bundle": "-bundle.zip", "tflite": ".tflite", "tflite_dynamic": "-dynamic.tflite",

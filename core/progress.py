@@ -281,6 +281,14 @@ class BestWeights(keras.callbacks.Callback):
         return self.best.epoch
 
 
+def check_stop(reporter) -> None:
+    """Between two steps of a job: when Stop was pressed, record where and raise ``StopRequested`` (no reporter:
+    nothing to ask)."""
+    if reporter is not None and reporter.stop_requested():
+        reporter.mark_stopped()
+        raise StopRequested()
+
+
 def run_job(workspace, job_id: str, work, *, stopped: str, interrupted: str, mark_stopped: bool = False) -> dict:
     """Run a job other than training (health check, export, speed, embedding map) in this process and record how
     it ended; returns the final run record.

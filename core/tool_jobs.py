@@ -129,11 +129,3 @@ def execute_tool_job(workspace: Workspace, job_id: str) -> dict:
 
     return run_job(workspace, job_id, work, stopped=config.stopped_message,
                    interrupted=config.interrupted_message, mark_stopped=True)
-
-
-def check_stop(reporter) -> None:
-    """Raise ``StopRequested`` when Stop was pressed (between the steps of a job)."""
-    from core.progress import StopRequested
-
-    if reporter is not None and reporter.stop_requested():
-        raise StopRequested()

@@ -295,11 +295,9 @@ def _stage(reporter, name: str, **fields) -> None:
     """Enter stage ``name`` of a map job (nothing without a reporter); Stop pressed before it ends the work."""
     if reporter is None:
         return
-    if reporter.stop_requested():
-        from core.progress import StopRequested
+    from core.progress import check_stop
 
-        reporter.mark_stopped()
-        raise StopRequested()
+    check_stop(reporter)
     reporter.stage(name, **fields)
 
 

@@ -146,11 +146,10 @@ def _time_batches(extractor, batches: list[np.ndarray], reporter=None) -> float:
         count += len(extractor.predict_on_batch(batch))
         seconds += time.perf_counter() - started
         if reporter is not None:
-            reporter.batch(index + 1, len(batches))
-            if reporter.stop_requested():
-                from core.progress import StopRequested
+            from core.progress import check_stop
 
-                raise StopRequested()
+            reporter.batch(index + 1, len(batches))
+            check_stop(reporter)
     return count / seconds
 
 
