@@ -131,6 +131,22 @@ def _registry() -> dict:
     return BACKBONES
 
 
+class LaterModel:
+    """A Keras extractor another thread is still building: ``resolve()`` waits for it and returns it.
+
+    Given to ``FastExtractor`` in its place, so a LiteRT pass starts at once and the Keras model is waited for
+    only when Keras must run (no converted model, a conversion, a fallback).
+    """
+
+    def __init__(self, resolve):
+        self.resolve = resolve
+
+
+def resolved(model):
+    """``model`` itself, or the model a ``LaterModel`` stands for (waiting for it)."""
+    return model.resolve() if isinstance(model, LaterModel) else model
+
+
 class FastExtractor:
     """A frozen extractor (raw pixels in, pooled embedding out) on the runtime its plan chose.
 
@@ -140,16 +156,28 @@ class FastExtractor:
 
     def __init__(self, keras_extractor, plan: ExtractionPlan, *, backbone: str, image_size: int,
                  weights_fingerprint: str | None, store: ConvertedStore | None = None):
-        self.keras_model = keras_extractor
+        self._keras = keras_extractor  # a Keras model, or a LaterModel still being built
         self.plan = plan
         self.backbone, self.image_size, self.weights_fingerprint = backbone, image_size, weights_fingerprint
         self.store = store or ConvertedStore()
-        self.output_shape = tuple(keras_extractor.output_shape)
         self.runtime = plan.runtime
         self.reason = plan.reason
         self.conversion_s = 0.0
         self.threads = None
         self._runner = None
+
+    @property
+    def keras_model(self):
+        """The Keras extractor (waited for when it is still being built)."""
+        return resolved(self._keras)
+
+    @property
+    def output_shape(self) -> tuple:
+        """The embedding's shape, ``(None, D)``: from the runtime that will run (a Keras model still being built
+        is waited for only when Keras runs the pass)."""
+        if self._runner is None:
+            self._start()
+        return tuple(self._runner.output_shape)
 
     def _start(self) -> None:
         if self.plan.runtime == "litert":
@@ -159,9 +187,9 @@ class FastExtractor:
                 self._fall_back(exc)
         elif self.plan.background:
             spawn_background_conversion(self.backbone, self.image_size, self.weights_fingerprint, self.store)
-        if self._runner is None or self._runner is self.keras_model:
+        if self._runner is None:
             self._runner, self.runtime = self.keras_model, "keras"
-        else:
+        elif self.runtime == "litert":  # (after a fallback Keras is in place already)
             self.threads = self._runner.threads
 
     def _litert_runner(self) -> LiteRTModel | None:
@@ -213,6 +241,7 @@ def fast_feature_extractor(keras_extractor, *, backbone: str, image_size: int, w
 
     store = store or ConvertedStore()
     if weights_fingerprint in (None, "none"):
+        keras_extractor = resolved(keras_extractor)
         weights_fingerprint = weights_digest(keras_extractor)
     plan = plan_extraction(backbone, image_size, weights_fingerprint, num_images, store=store)
     return FastExtractor(keras_extractor, plan, backbone=backbone, image_size=image_size,

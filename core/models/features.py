@@ -71,7 +71,9 @@ def extract_features(workspace: Workspace, key: str, extractor, dataset, *, imag
     Args:
         workspace: Where the cache lives.
         key: From ``feature_key``.
-        extractor: Keras model or ``core.models.extractors.FastExtractor``, raw pixels in, pooled embeddings out.
+        extractor: Keras model or ``core.models.extractors.FastExtractor``, raw pixels in, pooled embeddings out;
+            or a ``core.models.extractors.LaterModel`` for a Keras model still being built (waited for only if
+            Keras runs the pass).
         dataset: A ``core.data.datasets.Dataset``.
         image_size: Input side.
         resize: Resize mode.
@@ -120,9 +122,12 @@ def extract_features(workspace: Workspace, key: str, extractor, dataset, *, imag
 
 
 def _fast(extractor, meta: dict, image_size: int, total: int):
-    if hasattr(extractor, "describe") or not meta.get("backbone") or "weights_fingerprint" not in meta:
+    from core.models.extractors import fast_feature_extractor, resolved
+
+    if hasattr(extractor, "describe"):
         return extractor
-    from core.models.extractors import fast_feature_extractor
+    if not meta.get("backbone") or "weights_fingerprint" not in meta:
+        return resolved(extractor)
 
     return fast_feature_extractor(extractor, backbone=meta["backbone"], image_size=image_size,
                                   weights_fingerprint=meta["weights_fingerprint"], num_images=total)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import keras
@@ -36,7 +37,7 @@ class RunParts:
     spec: object
     image_size: int
     weights: object
-    model: object
+    built: object  # the Keras model, or a concurrent.futures.Future of it (built while the embeddings come)
     strategy: object
     jit_compile: bool
     timings: dict
@@ -46,6 +47,26 @@ class RunParts:
     speed: float | None = field(default=None)
     head_candidate: object = None
     plan: object = None  # the run's core.models.plan.RunPlan
+    build_waited_s: float = 0.0  # seconds the run waited for a model built in the background
+
+    @property
+    def model(self):
+        """The run's Keras model (waited for, the first time, when it is still being built in the background)."""
+        if isinstance(self.built, Future):
+            started = time.perf_counter()
+            model = self.built.result()
+            self.build_waited_s += time.perf_counter() - started
+            self.built = model
+        return self.built
+
+    @model.setter
+    def model(self, model) -> None:
+        self.built = model
+
+    @property
+    def model_pending(self) -> bool:
+        """True while the model is still being built in the background."""
+        return isinstance(self.built, Future) and not self.built.done()
 
     @property
     def folder(self):
@@ -138,19 +159,24 @@ def learning_rate_schedule(learning_rate: float, steps_per_epoch: int, epochs: i
 
 def _extract(parts: RunParts) -> dict:
     from core.models.classifier import feature_extractor
+    from core.models.extractors import LaterModel
     from core.models.features import cached_features, extract_features, feature_meta
 
-    started = time.perf_counter()
+    started, waited = time.perf_counter(), parts.build_waited_s
     parts.reporter.stage("features")
     key = parts.plan.feature_key
     was_cached = cached_features(parts.workspace, key) is not None
-    features = extract_features(parts.workspace, key, feature_extractor(parts.model), parts.dataset,
+    # A model still being built is waited for only if Keras must compute the embeddings (LiteRT needs none of it).
+    extractor = LaterModel(lambda: feature_extractor(parts.model)) if parts.model_pending \
+        else feature_extractor(parts.model)
+    features = extract_features(parts.workspace, key, extractor, parts.dataset,
                                 image_size=parts.image_size, resize=parts.config.resize,
                                 batch_size=parts.config.batch_size, reporter=parts.reporter,
                                 meta={"backbone": parts.spec.name, "weights": parts.weights.description,
                                       "weights_fingerprint": parts.weights.fingerprint},
                                 share=_worker_share(parts.strategy))
-    parts.timings["features_s"] = round(time.perf_counter() - started, 3)
+    # Waiting for a background build (Keras computed the embeddings) counts as building, not as the features.
+    parts.timings["features_s"] = round(time.perf_counter() - started - (parts.build_waited_s - waited), 3)
     extraction = _extraction_facts(feature_meta(parts.workspace, key), was_cached)
     parts.timings.update(features_runtime=extraction["runtime"], conversion_s=extraction["conversion_s"])
     runs.update_run(parts.workspace, parts.run_id, feature_key=key, features_cached=was_cached,
@@ -254,11 +280,12 @@ def _fit_chosen_head(parts: RunParts, index, *, score_by_cv: bool = False) -> Be
     winner = candidate_from_dict(results[0]["candidate"])
     parts.head_candidate = winner
     fitted = fit_candidate(winner, fit_x, fit_y, parts.num_classes, seed=parts.config.seed)
+    model = parts.model  # waits for a background build: Keras must not make two sets of layers at once
     with parts.strategy.scope():  # the new head's variables must belong to the run's strategy, as the model's do
         head = build_head(int(fit_x.shape[1]), parts.num_classes, dropout=parts.config.dropout,
                           hidden_units=fitted.hidden_units, seed=parts.config.seed)
         load_head_weights(head, fitted)
-        parts.model = replace_head(parts.model, head)
+        parts.model = replace_head(model, head)
     selection = {"candidates": [{k: v for k, v in r.items() if k != "candidate"} for r in results],
                  "chosen": winner.name, "folds": results[0]["folds"], "fit_images": int(len(fit_y))}
     runs.update_run(parts.workspace, parts.run_id, head_selection=selection)

@@ -110,6 +110,51 @@ def test_cross_validation_prefers_the_candidate_that_generalizes():
     assert results[0]["folds"] == 5
 
 
+def test_cross_validation_scores_every_fold_of_every_candidate_and_reports_their_sample_spread():
+    from core.models.heads import HeadCandidate, cross_validate, fit_candidates, fold_indices
+
+    rng = np.random.default_rng(2)
+    y = np.repeat([0, 1, 2], 20)
+    x = rng.normal(size=(60, 12)).astype("float32")
+    x[np.arange(60), y] += 1.5
+    groups = np.arange(60).astype(str)
+    candidates = [HeadCandidate("linear C=0.1", "linear", l2=0.1), HeadCandidate("linear C=10", "linear", l2=10.0),
+                  HeadCandidate("mlp", "mlp", hidden_units=8, dropout=0.2, weight_decay=1e-3, epochs=3)]
+    progress = []
+    results = {r["name"]: r for r in cross_validate(candidates, x, y, groups, 3, seed=4,
+                                                     on_candidate=lambda done, total: progress.append(total))}
+    by_fold = {c.name: [] for c in candidates}
+    for train_index, test_index in fold_indices(y, groups, seed=4):
+        for head in fit_candidates(candidates, x[train_index], y[train_index], 3, seed=4):
+            by_fold[head.candidate.name].append(np.mean(head.predict_proba(x[test_index]).argmax(1) == y[test_index]))
+    for name, scores in by_fold.items():
+        assert results[name]["accuracy"] == pytest.approx(np.mean(scores))
+        assert results[name]["std"] == pytest.approx(np.std(scores, ddof=1))  # the sample standard deviation
+    assert len(progress) == 5 * 2 and set(progress) == {10}  # the linear path and the MLP, on each of 5 folds
+
+
+def test_a_head_on_embeddings_is_put_on_a_model_built_in_the_background(workspace, tmp_path):
+    dataset = make_tiny_dataset(workspace, tmp_path)
+    record = train_model(_config(dataset, head="linear"), workspace)
+    assert record["status"] == "done", record.get("error")
+    timings = record["timings"]
+    assert timings["build_ahead_s"] > 0  # the backbone was built by its own thread
+    assert timings["build_s"] >= 0 and timings["train_s"] >= 0
+    assert record["headline"]["accuracy"] == pytest.approx(_evaluate_saved(workspace, record["run_id"], "val").accuracy)
+
+
+def test_a_background_build_that_fails_ends_the_run_with_its_error(workspace, tmp_path, monkeypatch):
+    import core.models.classifier as classifier
+
+    def broken(*args, **kwargs):
+        raise ValueError("the weights file is damaged")
+
+    monkeypatch.setattr(classifier, "build_classifier", broken)
+    dataset = make_tiny_dataset(workspace, tmp_path)
+    record = train_model(_config(dataset, head="linear"), workspace)
+    assert record["status"] == "failed" and "the weights file is damaged" in record["error"]
+
+
 def test_a_test_split_is_carved_only_from_large_uploads_without_splits():
     big = [SplitItem(label, f"{label}-{i}", None) for label in "ab" for i in range(MIN_CLASS_IMAGES_FOR_TEST)]
     big += [SplitItem("a", "a-0", None)]  # a duplicate: must land with its twin

@@ -11,6 +11,7 @@ import pytest
 from core.models import litert
 from core.models.extractors import (
     FastExtractor,
+    LaterModel,
     fast_feature_extractor,
     plan_extraction,
     spawn_background_conversion,
@@ -125,6 +126,29 @@ def test_a_converted_model_is_used_for_any_number_of_images(extractor, converted
     images = np.random.default_rng(0).uniform(0, 255, (3, SIZE, SIZE, 3)).astype("float32")
     np.testing.assert_allclose(fast.predict_on_batch(images), extractor.predict_on_batch(images), atol=1e-5)
     assert fast.describe()["runtime"] == "litert" and fast.describe()["conversion_s"] == 0.0
+
+
+def test_a_model_still_being_built_is_waited_for_only_when_keras_must_run(extractor, converted, store):
+    store.save(extractor_key("mobilenet_v2", SIZE, "imagenet-abc"), converted, {})
+    asked = []
+
+    def resolve():
+        asked.append(True)
+        return extractor
+
+    images = np.random.default_rng(1).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    ready = plan_extraction("mobilenet_v2", SIZE, "imagenet-abc", 3, store=store, mode="auto")
+    fast = FastExtractor(LaterModel(resolve), ready, backbone="mobilenet_v2", image_size=SIZE,
+                         weights_fingerprint="imagenet-abc", store=store)
+    assert fast.output_shape == (None, 8)
+    np.testing.assert_allclose(fast.predict_on_batch(images), extractor.predict_on_batch(images), atol=1e-5)
+    assert not asked and fast.runtime == "litert"
+
+    off = plan_extraction("mobilenet_v2", SIZE, "imagenet-abc", 3, store=store, mode="off")
+    slow = FastExtractor(LaterModel(resolve), off, backbone="mobilenet_v2", image_size=SIZE,
+                         weights_fingerprint="imagenet-abc", store=store)
+    np.testing.assert_allclose(slow.predict_on_batch(images), extractor.predict_on_batch(images))
+    assert asked and slow.runtime == "keras"
 
 
 def test_off_turns_litert_off(store):
