@@ -12,7 +12,7 @@ Library imports (Keras, scikit-learn) happen before any timing, for both recipes
 
 ``--seeds K`` trains every recipe with seeds 0 to K-1 (the seed recipe's initialisation and shuffling; ours: the
 folds of the head search and the hidden-layer head's initialisation); the split stays the same. One seed's
-accuracy on a few dozen headline images moves by several images (brain_tumor_mri's 51: the seed recipe got 40 to 45
+accuracy on a few dozen headline images moves by several images (brain_tumor_mri's 51: the seed recipe got 40 to 46
 over five seeds), so the table gives each recipe's mean over the seeds, the range of its correct images, and
 the median seconds; the time ratio is of medians.
 
