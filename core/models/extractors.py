@@ -139,7 +139,13 @@ class LaterModel:
     """
 
     def __init__(self, resolve):
-        self.resolve = resolve
+        self._resolve, self._model = resolve, None
+
+    def resolve(self):
+        """The model (made once: a new Keras model per call would trace its predict function again each time)."""
+        if self._model is None:
+            self._model = self._resolve()
+        return self._model
 
 
 def resolved(model):
