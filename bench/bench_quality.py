@@ -96,9 +96,9 @@ def run_ours(workspace, dataset, strategy: str, overrides: dict, seed: int = 0) 
 
 def run_in_own_process(name: str, strategy: str, seed: int, overrides: dict, split: list) -> dict:
     """One of our runs in a new process with a new workspace, as the app runs every training (``python -m core
-    worker``): it computes its embeddings as a first run does, and builds its model in a fresh Keras. Measured: in
-    one process the second and third runs took 0.3 to 0.5 s longer than the first (2.7 to 2.9 s against 2.4 s on
-    brain_tumor_mri), their build and embedding pass slowed by the models of the runs before."""
+    worker``): it computes its embeddings as a first run does, and builds its model in a fresh Keras. Run in the
+    bench's own process instead, a run's seconds depend on the runs before it (brain_tumor_mri: 2.4 s after
+    hymenoptera's runs, then 2.7 to 2.9 s; 3.1 s in a new process)."""
     command = [sys.executable, __file__, "--child", json.dumps({"dataset": name, "strategy": strategy, "seed": seed,
                                                                  "overrides": overrides})]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
