@@ -275,20 +275,20 @@ def cross_validate(candidates, features, labels, groups, num_classes: int, *, se
     # One task per fold and family: the linear path of a fold, or one hidden-layer candidate on it. The costly
     # ones start first, so the two threads finish together rather than one of them fitting the last fold alone.
     linear = [c for c in candidates if c.family == "linear"]
-    groups_of_candidates = [[c] for c in candidates if c.family != "linear"] + ([linear] if linear else [])
-    tasks = [(fold, group) for group in groups_of_candidates for fold in range(len(folds))]
+    families = [[c] for c in candidates if c.family != "linear"] + ([linear] if linear else [])
+    tasks = [(fold, family) for family in families for fold in range(len(folds))]
 
-    def one_task(fold, group):
+    def one_task(fold, family):
         if should_stop is not None and should_stop():
             return None
         train_index, test_index = folds[fold]
-        fitted = fit_candidates(group, features[train_index], labels[train_index], num_classes, seed=seed)
+        fitted = fit_candidates(family, features[train_index], labels[train_index], num_classes, seed=seed)
         return [(head.candidate.name, float(np.mean(head.predict_proba(features[test_index]).argmax(axis=1)
                                                     == labels[test_index]))) for head in fitted]
 
     # Side by side, one BLAS thread each (NumPy and SciPy release the GIL in the heavy parts).
     with ThreadPoolExecutor(max_workers=max(1, min(len(tasks), os.cpu_count() or 1))) as pool:
-        futures = [pool.submit(one_task, fold, group) for fold, group in tasks]
+        futures = [pool.submit(one_task, fold, family) for fold, family in tasks]
         for done, (future, (fold, _)) in enumerate(zip(futures, tasks, strict=True), start=1):
             result = future.result()
             if result is None:

@@ -10,10 +10,9 @@ worker calls it); ``train_model(config, workspace)`` creates and trains one in t
 from __future__ import annotations
 
 import os
-import threading
 import time
 import traceback
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import keras
 import tensorflow as tf
@@ -125,7 +124,7 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
                 num_classes=len(dataset.classes), **head) if base else build_classifier(
                 spec, image_size=image_size, num_classes=len(dataset.classes), weights=weights, **head)
 
-    ahead = _build_ahead(build, plan, strategy, start, base)
+    ahead = _build_ahead(build, plan, strategy, start, base, timings)
     built = ahead if ahead is not None else build()
     timings["build_s"] = round(time.perf_counter() - build_started, 3)
     parts = RunParts(workspace=workspace, run_id=run_id, config=config, reporter=reporter, dataset=dataset,
@@ -135,12 +134,12 @@ def _train(workspace: Workspace, run_id: str, config: TrainConfig, reporter: Run
         return _train_parts(parts, ahead)
     finally:
         if ahead is not None:
-            ahead.result_or_none()  # a run that ended early still lets the build finish before the process does
+            wait([ahead])  # a run that ended early still lets the build finish before the process does
 
 
-def _build_ahead(build, plan, strategy, start, base):
-    """The model built in a background thread (a ``BuildAhead``) when the run's first steps do not need it, else
-    None (built right away).
+def _build_ahead(build, plan, strategy, start, base, timings: dict) -> Future | None:
+    """The model built in a background thread (a ``Future`` of it) when the run's first steps do not need it, else
+    None (built right away); the thread's own seconds go to ``timings["build_ahead_s"]``.
 
     A head on embeddings needs the Keras model only to be put on it: LiteRT computes the embeddings (or they are
     cached) and the head is chosen by cross-validation in NumPy, so building the backbone (0.7 s for MobileNetV2,
@@ -150,34 +149,19 @@ def _build_ahead(build, plan, strategy, start, base):
     if start is not None or base is not None or not plan.uses_features or plan.config.head == "keras" \
             or strategy is not tf.distribute.get_strategy():
         return None
-    return BuildAhead(build)
 
-
-class BuildAhead(Future):
-    """The run's model, built by a thread of its own; a ``concurrent.futures.Future`` of it."""
-
-    def __init__(self, build):
-        super().__init__()
-        self.seconds = 0.0
-        self._thread = threading.Thread(target=self._run, args=(build,), name="build-model", daemon=True)
-        self._thread.start()
-
-    def _run(self, build) -> None:
+    def timed_build():
         started = time.perf_counter()
         try:
-            model = build()
-        except BaseException as exc:  # handed to whoever waits for the model
-            self.seconds = time.perf_counter() - started
-            self.set_exception(exc)
-        else:
-            self.seconds = time.perf_counter() - started
-            self.set_result(model)
+            return build()
+        finally:
+            timings["build_ahead_s"] = round(time.perf_counter() - started, 3)
 
-    def result_or_none(self):
-        try:
-            return self.result()
-        except BaseException:
-            return None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="build-model")
+    try:
+        return pool.submit(timed_build)
+    finally:
+        pool.shutdown(wait=False)  # its one thread ends when the build does
 
 
 def _train_parts(parts, ahead) -> dict:
@@ -213,7 +197,6 @@ def _train_parts(parts, ahead) -> dict:
                                - parts.build_waited_s, 3)
     if ahead is not None:
         timings["build_s"] = round(timings["build_s"] + parts.build_waited_s, 3)
-        timings["build_ahead_s"] = round(ahead.seconds, 3)
     reporter.stage("saving")
     path = save_model(parts.model, runs.model_path(workspace, run_id))
     reporter.stage("evaluating")
